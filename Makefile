@@ -1,0 +1,38 @@
+# The two commands (README):  make demo   |   make test
+# Both create .venv and install everything on a fresh machine first.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test test-slow bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU wheel (and the version executorch 1.5.1 needs)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/pocketgan demo --out demo_out
+
+# pytest exits 5 when it collected no test: that is a failure here, not a pass.
+test: setup
+	@$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
+
+bench: setup
+	mkdir -p out
+	$(BIN)/python -m pytest benchmarks --benchmark-json=out/bench-slice.json --benchmark-columns=median,iqr,rounds
+	$(BIN)/python benchmarks/report.py out/bench-slice.json | tee out/bench-slice.md
+
+clean:
+	rm -rf $(VENV) demo_out out .pytest_cache .benchmarks

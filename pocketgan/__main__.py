@@ -1,0 +1,1 @@
+from pocketgan.cli import main; import sys; sys.exit(main())

@@ -1,0 +1,188 @@
+"""The torch side of a bundle: read base weights and concepts, write a bundle atomically.
+
+The manifest itself (schema, validation, checksums) lives in ``pocketgan.runtime`` so
+the runtime can read bundles without torch; ``docs/bundle-format.md`` is the contract.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+import pocketgan
+from pocketgan.atomic import atomic_directory, atomic_write_json
+from pocketgan.concepts.concept import ADAPTER_CONFIG, ADAPTER_WEIGHTS, EMBEDDING, Concept
+from pocketgan.concepts.conditioned import ConceptModel, concept_model
+from pocketgan.models.cost import count_macs
+from pocketgan.models.generator import Generator, GeneratorConfig
+from pocketgan.models.registry import GENERATOR_SIZES
+from pocketgan.runtime.errors import UnknownConceptError
+from pocketgan.runtime.manifest import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    load_manifest,
+    read_artifact,
+    sha256_file,
+    validate_manifest,
+)
+
+BASE_WEIGHTS = "base/generator.safetensors"
+INPUT_NAME, OUTPUT_NAME = "image", "edited"
+
+
+@dataclass
+class Bundle:
+    """Base generator + concepts, in memory.
+
+    Attributes:
+        size: registry name of the generator size (``tiny``/``small``/``base``) or "custom".
+        config: the generator's hyper-parameters.
+        base_state: the base generator's state dict (no LoRA).
+        concepts: the concepts, in display order.
+        rank_pattern: per-layer rank every concept is padded to (max over concepts).
+        path: where it was loaded from, if anywhere.
+    """
+
+    size: str
+    config: GeneratorConfig
+    base_state: dict[str, torch.Tensor]
+    concepts: list[Concept]
+    rank_pattern: dict[str, int]
+    path: Path | None = None
+
+    @classmethod
+    def from_parts(cls, size: str, generator: Generator, concepts: list[Concept]) -> "Bundle":
+        if not concepts:
+            raise ValueError("a bundle needs at least one concept")
+        return cls(size, generator.config, {k: v.detach().clone() for k, v in generator.state_dict().items()},
+                   list(concepts), rank_pattern_of(concepts))
+
+    @property
+    def concept_names(self) -> list[str]:
+        return [c.name for c in self.concepts]
+
+    def concept(self, name: str) -> Concept:
+        for c in self.concepts:
+            if c.name == name:
+                return c
+        raise UnknownConceptError(f"unknown concept {name!r}; this bundle has {self.concept_names}")
+
+    def base_generator(self) -> Generator:
+        g = Generator(self.config)
+        g.load_state_dict(self.base_state)
+        return g.eval()
+
+    def model_for(self, concept: str | None, mode: str = "separate") -> ConceptModel:
+        """The single-input model for one concept (``None``: base with zero LoRA)."""
+        return concept_model(self.base_generator(), self.concept(concept) if concept else None, self.rank_pattern, mode=mode)
+
+    def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor]:
+        s = self.config.image_size
+        return (torch.zeros(batch, 3, s, s),)
+
+
+def rank_pattern_of(concepts: list[Concept]) -> dict[str, int]:
+    """Per-layer maximum rank over the concepts; every concept must adapt the same layers."""
+    layers = set(concepts[0].ranks)
+    for c in concepts[1:]:
+        if set(c.ranks) != layers:
+            raise ValueError(f"concept {c.name!r} adapts different layers than {concepts[0].name!r}")
+    return {layer: max(c.ranks[layer] for c in concepts) for layer in sorted(layers)}
+
+
+def _io_spec(name: str, size: int) -> dict:
+    return {"name": name, "dtype": "float32", "shape": [1, 3, size, size], "layout": "NCHW", "color": "RGB", "range": [-1.0, 1.0]}
+
+
+def load_bundle(path: str | Path | None = None) -> Bundle:
+    """Load a bundle's base and concepts (checksums verified). ``None``: the default."""
+    if path is None:
+        from pocketgan.runtime.session import default_bundle_path
+
+        path = default_bundle_path()
+    path = Path(path)
+    manifest = load_manifest(path)
+    gen = manifest["generator"]
+    config = GeneratorConfig(**gen["config"])
+    base_state = load_safetensors(read_artifact(path, manifest, manifest["base"]["weights"]))
+    concepts = []
+    for entry in manifest["concepts"]:
+        files = entry["files"]
+        weights = load_safetensors(read_artifact(path, manifest, files["adapter_weights"]))
+        read_artifact(path, manifest, files["adapter_config"])
+        tokens = load_safetensors(read_artifact(path, manifest, files["embedding"]))["tokens"]
+        lora = {k.removeprefix("base_model.model."): v for k, v in weights.items()}
+        concepts.append(Concept(entry["name"], lora, tokens, entry["description"], entry["teacher"], entry.get("training", {})))
+    return Bundle(gen["size"], config, base_state, concepts, dict(manifest["rank_pattern"]), path)
+
+
+TargetWriter = Callable[[Path], dict]
+"""Writes a target's files under a staging bundle directory; returns its manifest entry."""
+
+
+def save_bundle(bundle: Bundle, dest: str | Path, targets: dict[str, TargetWriter] | None = None) -> dict:
+    """Write ``bundle`` (and optional export targets) to ``dest`` atomically; return the manifest.
+
+    Everything is built in a staging directory next to ``dest``; only a complete bundle
+    (every target written and its parity check passed) replaces what was at ``dest``.
+    """
+    dest = Path(dest)
+    with atomic_directory(dest) as staging:
+        (staging / "base").mkdir()
+        (staging / BASE_WEIGHTS).write_bytes(
+            save_safetensors({k: v.contiguous() for k, v in bundle.base_state.items()}, metadata={"size": bundle.size})
+        )
+        concept_entries = []
+        for c in bundle.concepts:
+            rel = f"concepts/{c.name}"
+            c.save(staging / rel)
+            concept_entries.append({
+                "name": c.name,
+                "description": c.description,
+                "teacher": c.teacher,
+                "ranks": c.ranks,
+                "parameters": c.num_parameters(),
+                "training": c.training,
+                "files": {
+                    "adapter_weights": f"{rel}/{ADAPTER_WEIGHTS}",
+                    "adapter_config": f"{rel}/{ADAPTER_CONFIG}",
+                    "embedding": f"{rel}/{EMBEDDING}",
+                },
+            })
+        target_entries = {name: write(staging) for name, write in (targets or {}).items()}
+        generator = bundle.base_generator()
+        size = bundle.config.image_size
+        tokens = torch.zeros(1, bundle.config.token_count, bundle.config.token_dim)
+        artifacts = {
+            p.relative_to(staging).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(staging.rglob("*"))
+            if p.is_file()
+        }
+        manifest = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "pocketgan_version": pocketgan.__version__,
+            "generator": {
+                "family": "e2gan",
+                "size": bundle.size if GENERATOR_SIZES.get(bundle.size) == bundle.config else "custom",
+                "config": bundle.config.to_dict(),
+                "parameters": sum(p.numel() for p in generator.parameters()),
+                "macs": count_macs(generator, torch.zeros(1, 3, size, size), tokens),
+            },
+            "io": {"input": _io_spec(INPUT_NAME, size), "output": _io_spec(OUTPUT_NAME, size)},
+            "base": {"weights": BASE_WEIGHTS, "sha256": artifacts[BASE_WEIGHTS]["sha256"]},
+            "rank_pattern": bundle.rank_pattern,
+            "concepts": concept_entries,
+            "targets": target_entries,
+            "artifacts": artifacts,
+        }
+        validate_manifest(json.loads(json.dumps(manifest)))
+        atomic_write_json(staging / MANIFEST_NAME, manifest)
+    return manifest

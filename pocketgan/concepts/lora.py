@@ -1,0 +1,120 @@
+"""LoRA on the generator's crucial layers, through PEFT.
+
+Every adapter here uses ``lora_alpha == r`` per layer (PEFT scaling 1), so zero-padding a
+concept to a larger rank leaves its output unchanged: padding adds zero rows to A and
+zero columns to B, and the product B @ A is the same.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+ADAPTER_NAME = "default"
+
+
+def _peft():
+    # peft pulls in transformers/torchao, whose import-time warnings are noise here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import peft
+    return peft
+
+
+def lora_config(ranks: dict[str, int]):
+    """A PEFT ``LoraConfig`` with one explicit rank per target module (scaling 1)."""
+    if not ranks:
+        raise ValueError("a LoRA needs at least one target module")
+    bad = {name: r for name, r in ranks.items() if not isinstance(r, int) or r <= 0}
+    if bad:
+        raise ValueError(f"LoRA ranks must be positive integers, got {bad}")
+    peft = _peft()
+    default = max(ranks.values())
+    return peft.LoraConfig(
+        r=default,
+        lora_alpha=default,
+        target_modules=sorted(ranks),
+        rank_pattern={name: r for name, r in ranks.items()},
+        alpha_pattern={name: r for name, r in ranks.items()},
+        lora_dropout=0.0,
+        bias="none",
+    )
+
+
+def inject_lora(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
+    """Wrap ``model``'s target layers with LoRA layers in place (B initialised to zero)."""
+    missing = sorted(set(ranks) - {name for name, _ in model.named_modules()})
+    if missing:
+        raise ValueError(f"LoRA targets not in the model: {missing}")
+    return _peft().inject_adapter_in_model(lora_config(ranks), model, adapter_name=ADAPTER_NAME)
+
+
+def lora_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The PEFT LoRA layers of ``model`` by qualified name."""
+    from peft.tuners.lora import LoraLayer
+
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+
+
+def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """LoRA weights keyed ``<module>.lora_A.weight`` / ``<module>.lora_B.weight``."""
+    out = {}
+    for name, layer in lora_layers(model).items():
+        out[f"{name}.lora_A.weight"] = layer.lora_A[ADAPTER_NAME].weight.detach().clone()
+        out[f"{name}.lora_B.weight"] = layer.lora_B[ADAPTER_NAME].weight.detach().clone()
+    return out
+
+
+def load_lora_state_dict(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Copy weights from :func:`lora_state_dict`'s layout into an injected model."""
+    layers = lora_layers(model)
+    expected = {f"{n}.lora_{ab}.weight" for n in layers for ab in "AB"}
+    if set(weights) != expected:
+        raise ValueError(
+            f"LoRA weights do not match the model: missing {sorted(expected - set(weights))}, "
+            f"unexpected {sorted(set(weights) - expected)}"
+        )
+    with torch.no_grad():
+        for name, layer in layers.items():
+            for ab, modules in (("A", layer.lora_A), ("B", layer.lora_B)):
+                target = modules[ADAPTER_NAME].weight
+                source = weights[f"{name}.lora_{ab}.weight"]
+                if source.shape != target.shape:
+                    raise ValueError(f"{name}.lora_{ab}: shape {tuple(source.shape)} != model {tuple(target.shape)}")
+                target.copy_(source)
+
+
+def ranks_of(weights: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Per-module rank of LoRA weights in :func:`lora_state_dict`'s layout."""
+    return {key[: -len(".lora_A.weight")]: int(t.shape[0]) for key, t in weights.items() if key.endswith(".lora_A.weight")}
+
+
+def pad_lora(weights: dict[str, torch.Tensor], ranks: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Zero-pad LoRA weights to ``ranks`` (each >= the current rank); output unchanged."""
+    current = ranks_of(weights)
+    if set(current) != set(ranks):
+        raise ValueError(f"rank pattern covers {sorted(ranks)}, adapter covers {sorted(current)}")
+    out = {}
+    for name, target in ranks.items():
+        a, b = weights[f"{name}.lora_A.weight"], weights[f"{name}.lora_B.weight"]
+        r = a.shape[0]
+        if target < r:
+            raise ValueError(f"cannot pad {name} from rank {r} down to {target}")
+        a_pad = torch.zeros((target, *a.shape[1:]), dtype=a.dtype)
+        a_pad[:r] = a
+        b_pad = torch.zeros((b.shape[0], target, *b.shape[2:]), dtype=b.dtype)
+        b_pad[:, :r] = b
+        out[f"{name}.lora_A.weight"], out[f"{name}.lora_B.weight"] = a_pad, b_pad
+    return out
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold every LoRA layer into its base layer and unwrap it (in place)."""
+    for name, layer in list(lora_layers(model).items()):
+        layer.merge(safe_merge=True)
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, layer.get_base_layer())
+    return model

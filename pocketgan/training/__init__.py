@@ -1,0 +1,1 @@
+"""Training: teachers, photos, paired data and the base/concept trainers."""

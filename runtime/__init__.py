@@ -1,0 +1,43 @@
+"""pocketgan.runtime: open a bundle, hot-swap concepts, edit images.
+
+Depends on numpy, Pillow, jsonschema and onnxruntime only; never imports torch.
+
+    >>> from pocketgan.runtime import open_bundle
+    >>> rt = open_bundle()                 # the embedded default bundle
+    >>> rt.set_concept("pencil_sketch")
+    >>> edited = rt.edit(photo)            # PIL image or H x W x 3 uint8 array
+"""
+
+from pocketgan.runtime.errors import (
+    ArtifactMissingError,
+    BackendUnavailableError,
+    BundleError,
+    ChecksumError,
+    InvalidImageError,
+    ManifestError,
+    PocketganError,
+    TargetNotFoundError,
+    UnknownConceptError,
+    UnsupportedFormatError,
+)
+from pocketgan.runtime.manifest import FORMAT_VERSION, load_manifest, verify_bundle
+from pocketgan.runtime.session import Runtime, default_bundle_path, open_bundle
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ArtifactMissingError",
+    "BackendUnavailableError",
+    "BundleError",
+    "ChecksumError",
+    "InvalidImageError",
+    "ManifestError",
+    "PocketganError",
+    "Runtime",
+    "TargetNotFoundError",
+    "UnknownConceptError",
+    "UnsupportedFormatError",
+    "default_bundle_path",
+    "load_manifest",
+    "open_bundle",
+    "verify_bundle",
+]
