@@ -9,12 +9,12 @@ names and ``RunOptions.add_active_adapter`` swaps them in per run. With
 
 from __future__ import annotations
 
-import io
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.func import functional_call
 
 from pocketgan.bundle import BASE_WEIGHTS, INPUT_NAME, OUTPUT_NAME, Bundle
 from pocketgan.concepts.conditioned import CONCEPT_TOKENS
@@ -25,64 +25,67 @@ OPSET = 18
 ONNX_DIR = "onnx"
 
 
-def _export_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], *, optimize: bool = True):
-    """torch.onnx (dynamo) -> onnx.ModelProto with the input/output names of the manifest.
-
-    ``optimize=False`` for the base graph: the exporter's optimizer constant-folds
-    everything computed from initializers alone (the cross-attention keys and values of
-    the concept tokens), which would bake one concept into the graph. ONNX Runtime does
-    not fold initializers that are also graph inputs, so nothing is lost at run time.
-    """
+def _export_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str]):
+    """torch.onnx (dynamo, optimised) -> onnx.ModelProto with the manifest's tensor names."""
     import onnx
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            model, example, dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME], verbose=False, optimize=optimize,
+            model, example, dynamo=True, opset_version=OPSET, input_names=input_names,
+            output_names=[OUTPUT_NAME], verbose=False, optimize=True,
         )
     proto = program.model_proto
     onnx.checker.check_model(proto)
     return proto
 
 
-def _concept_tensor_names(model: torch.nn.Module) -> dict[str, str]:
-    """torch parameter name -> public input name (``<layer>.lora_A.weight``, ``concept_tokens``)."""
-    names = {CONCEPT_TOKENS: CONCEPT_TOKENS}
-    for name, _ in model.named_parameters():
-        if ".lora_" in name:
-            public = name.removeprefix("generator.").replace(".default.", ".")
-            names[name] = public
-    return names
+class ConceptTensorsAsInputs(torch.nn.Module):
+    """Runs a separate-mode ConceptModel with its concept tensors passed as arguments.
+
+    Exporting this (rather than the model with the tensors as parameters) makes every
+    concept tensor a true graph input: the exporter's optimiser cannot constant-fold
+    them into the graph (it would fold the cross-attention keys of the tokens and the
+    transposed Linear LoRA weights, baking one concept in).
+    """
+
+    def __init__(self, model: torch.nn.Module, tensor_names: list[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.tensor_names = tensor_names
+
+    def forward(self, image: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.model, dict(zip(self.tensor_names, tensors)), (image,), strict=False)
 
 
-def expose_concept_inputs(proto, torch_names: dict[str, str], shapes: dict[str, tuple[int, ...]]) -> None:
-    """Rename the concept initializers to their public names and make them graph inputs."""
-    from onnx import TensorProto, helper
-
-    by_name = {init.name: init for init in proto.graph.initializer}
-    missing = sorted(n for n in torch_names if n not in by_name)
-    if missing:
-        raise RuntimeError(f"ONNX export folded or renamed concept tensors {missing[:3]}; cannot expose them as inputs")
-    for torch_name, public in torch_names.items():
-        init = by_name[torch_name]
-        if tuple(init.dims) != shapes[torch_name]:
-            raise RuntimeError(f"ONNX initializer {torch_name} has shape {tuple(init.dims)}, torch has {shapes[torch_name]}")
-        init.name = public
-        for node in proto.graph.node:
-            for i, value in enumerate(node.input):
-                if value == torch_name:
-                    node.input[i] = public
-        proto.graph.input.append(helper.make_tensor_value_info(public, TensorProto.FLOAT, list(init.dims)))
+def public_name(torch_name: str) -> str:
+    """``generator.ds.conv.lora_A.default.weight`` -> ``ds.conv.lora_A.weight``."""
+    return torch_name.removeprefix("generator.").replace(".default.", ".")
 
 
-def concept_feeds(bundle: Bundle, concept: str, torch_names: dict[str, str]) -> dict[str, np.ndarray]:
+def concept_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """torch name -> tensor of the concept tokens and every LoRA weight, in graph order."""
+    params = dict(model.named_parameters())
+    names = [CONCEPT_TOKENS] + sorted(n for n in params if ".lora_" in n)
+    return {n: params[n].detach().clone() for n in names}
+
+
+def add_zero_defaults(proto, names: list[str]) -> None:
+    """Give each concept input a same-named zero initializer: ORT then treats it as an
+    overridable input whose default is the base model (no concept)."""
+    from onnx import numpy_helper
+
+    shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input}
+    for name in names:
+        proto.graph.initializer.append(numpy_helper.from_array(np.zeros(shapes[name], np.float32), name))
+
+
+def concept_feeds(bundle: Bundle, concept: str) -> dict[str, np.ndarray]:
     """The concept's tensors under the graph's public input names (padded to the pattern)."""
     c = bundle.concept(concept)
-    padded = {f"generator.{k}".replace(".lora_A.", ".lora_A.default.").replace(".lora_B.", ".lora_B.default."): v
-              for k, v in c.padded(bundle.rank_pattern).items()}
-    padded[CONCEPT_TOKENS] = c.tokens.reshape(1, *c.tokens.shape)
-    return {torch_names[k]: padded[k].detach().numpy().astype(np.float32) for k in torch_names}
+    feeds = {k: v.detach().numpy().astype(np.float32) for k, v in c.padded(bundle.rank_pattern).items()}
+    feeds[CONCEPT_TOKENS] = c.tokens.reshape(1, *c.tokens.shape).detach().numpy().astype(np.float32)
+    return feeds
 
 
 def write_adapter(path: Path, feeds: dict[str, np.ndarray]) -> None:
@@ -131,22 +134,23 @@ def write_onnx_target(
     if concept_mode in ("separate", "both"):
         step("export base graph (concepts as inputs)")
         base_model = bundle.model_for(None, "separate")
-        torch_names = _concept_tensor_names(base_model)
-        shapes = {n: tuple(p.shape) for n, p in base_model.named_parameters() if n in torch_names}
-        proto = _export_onnx(base_model, example, optimize=False)
-        expose_concept_inputs(proto, torch_names, shapes)
+        tensors = concept_tensors(base_model)
+        public = [public_name(n) for n in tensors]
+        proto = _export_onnx(ConceptTensorsAsInputs(base_model, list(tensors)), (*example, *tensors.values()),
+                             [INPUT_NAME, *public])
+        add_zero_defaults(proto, public)
         model_bytes = proto.SerializeToString()
         (out / "generator.onnx").write_bytes(model_bytes)
         session = _session(model_bytes)
         entry["model"] = f"{ONNX_DIR}/generator.onnx"
-        entry["concept_inputs"] = {torch_names[n]: list(shapes[n]) for n in torch_names}
+        entry["concept_inputs"] = {public_name(n): list(t.shape) for n, t in tensors.items()}
         entry["adapters"] = {}
         scores["separate"] = {}
         (out / "adapters").mkdir(exist_ok=True)
         for name in bundle.concept_names:
             step(f"adapter {name}")
             rel = f"{ONNX_DIR}/adapters/{name}.onnx_adapter"
-            write_adapter(staging / rel, concept_feeds(bundle, name, torch_names))
+            write_adapter(staging / rel, concept_feeds(bundle, name))
             adapter = ort.LoraAdapter()
             adapter.Load(str(staging / rel))
             run_options = ort.RunOptions()
@@ -162,7 +166,7 @@ def write_onnx_target(
         for name in bundle.concept_names:
             step(f"merged model {name}")
             model = bundle.model_for(name, "merged")
-            model_bytes = _export_onnx(model, example).SerializeToString()
+            model_bytes = _export_onnx(model, example, [INPUT_NAME]).SerializeToString()
             rel = f"{ONNX_DIR}/merged/{name}.onnx"
             (staging / rel).write_bytes(model_bytes)
             session = _session(model_bytes)

@@ -49,3 +49,19 @@ class ResnetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(x + self.conv2(self.act(self.conv1(x))))
+
+
+class UpsampleToImage(nn.Module):
+    """Last stage: upsample features 2x, concatenate the input image, 3x3 conv to RGB.
+
+    Seeing the full-resolution photo lets the generator keep detail the strided encoder
+    dropped; the caller adds the result to the photo (a residual edit).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int = 3) -> None:
+        super().__init__()
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv = nn.Conv2d(in_ch + 3, out_ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([self.up(x), image], dim=1))

@@ -2,7 +2,8 @@
 
 Layout (E2GAN, Fig. 3): Downsample -> ResNet x2 -> DS -> Transformer (self-attention,
 cross-attention to the concept tokens, MLP) -> US -> ResNet -> Upsample, with skip
-connections. LoRA targets the crucial layers only: Downsample, DS, the transformer block,
+connections, and a residual output: the last stage sees the input photo and predicts a
+change to it. LoRA targets the crucial layers only: Downsample, DS, the transformer block,
 US and Upsample (see ``lora_target_modules``); the ResNet blocks stay frozen.
 """
 
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from pocketgan.models.attention import TransformerBlock
-from pocketgan.models.blocks import ConvAct, ResnetBlock, UpConvAct
+from pocketgan.models.blocks import ConvAct, ResnetBlock, UpConvAct, UpsampleToImage
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Generator(nn.Module):
         self.us = UpConvAct(4 * c, 2 * c)  # H/4
         self.decoder_res = ResnetBlock(2 * c)
         self.up1 = UpConvAct(2 * c, c)  # H/2
-        self.up2 = UpConvAct(c, 3, act=False)  # H
+        self.up2 = UpsampleToImage(c)  # H, sees the input photo
 
     def forward(self, image: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.dim() == 2:
@@ -73,7 +74,8 @@ class Generator(nn.Module):
         mid = self.transformer(self.ds(d2), tokens)
         u = self.decoder_res(self.us(mid) + d2)
         u = self.up1(u) + d1
-        return torch.tanh(self.up2(u))
+        # residual edit: the photo plus a learned change, clamped to the valid range
+        return torch.clamp(image + self.up2(u, image), -1.0, 1.0)
 
     def lora_target_modules(self) -> list[str]:
         """Qualified names of the layers a concept's LoRA adapts (the crucial layers)."""
