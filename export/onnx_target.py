@@ -36,6 +36,11 @@ def _export_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], inpu
             output_names=[OUTPUT_NAME], verbose=False, optimize=True,
         )
     proto = program.model_proto
+    # torch.onnx attaches stack traces with absolute build paths to every node: a third
+    # of the file, and a leak of the exporting machine's paths. Ship the graph only.
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+    del proto.metadata_props[:]
     onnx.checker.check_model(proto)
     return proto
 

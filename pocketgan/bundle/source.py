@@ -61,6 +61,8 @@ class Bundle:
     def from_parts(cls, size: str, generator: Generator, concepts: list[Concept]) -> "Bundle":
         if not concepts:
             raise ValueError("a bundle needs at least one concept")
+        for concept in concepts:
+            check_concept_fits(concept, generator)
         return cls(size, generator.config, {k: v.detach().clone() for k, v in generator.state_dict().items()},
                    list(concepts), rank_pattern_of(concepts))
 
@@ -86,6 +88,28 @@ class Bundle:
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor]:
         s = self.config.image_size
         return (torch.zeros(batch, 3, s, s),)
+
+
+def check_concept_fits(concept: Concept, generator: Generator) -> None:
+    """Raise ``ValueError`` unless the concept's tokens and LoRA shapes fit ``generator``."""
+    cfg = generator.config
+    if tuple(concept.tokens.shape) != (cfg.token_count, cfg.token_dim):
+        raise ValueError(f"concept {concept.name!r}: tokens {tuple(concept.tokens.shape)} do not fit the generator "
+                         f"({cfg.token_count}, {cfg.token_dim})")
+    modules = dict(generator.named_modules())
+    for layer in concept.ranks:
+        module = modules.get(layer)
+        if not isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            raise ValueError(f"concept {concept.name!r}: {layer!r} is not a Conv2d/Linear layer of the generator")
+        a, b = concept.lora[f"{layer}.lora_A.weight"], concept.lora[f"{layer}.lora_B.weight"]
+        if isinstance(module, torch.nn.Conv2d):
+            want_a = (a.shape[0], module.in_channels, *module.kernel_size)
+            want_b = (module.out_channels, a.shape[0], 1, 1)
+        else:
+            want_a, want_b = (a.shape[0], module.in_features), (module.out_features, a.shape[0])
+        if tuple(a.shape) != want_a or tuple(b.shape) != want_b:
+            raise ValueError(f"concept {concept.name!r}: LoRA {layer} has A {tuple(a.shape)}, B {tuple(b.shape)}; "
+                             f"the generator needs A {want_a}, B {want_b}")
 
 
 def rank_pattern_of(concepts: list[Concept]) -> dict[str, int]:

@@ -87,8 +87,26 @@ def load_lora_state_dict(model: nn.Module, weights: dict[str, torch.Tensor]) -> 
 
 
 def ranks_of(weights: dict[str, torch.Tensor]) -> dict[str, int]:
-    """Per-module rank of LoRA weights in :func:`lora_state_dict`'s layout."""
-    return {key[: -len(".lora_A.weight")]: int(t.shape[0]) for key, t in weights.items() if key.endswith(".lora_A.weight")}
+    """Per-module rank of LoRA weights in :func:`lora_state_dict`'s layout.
+
+    Raises ``ValueError`` unless every layer has both an A and a B of matching rank and
+    no other keys are present.
+    """
+    suffix_a, suffix_b = ".lora_A.weight", ".lora_B.weight"
+    stray = sorted(k for k in weights if not k.endswith((suffix_a, suffix_b)))
+    if stray:
+        raise ValueError(f"LoRA weights have keys that are not <layer>.lora_A/B.weight: {stray[:3]}")
+    layers_a = {k[: -len(suffix_a)] for k in weights if k.endswith(suffix_a)}
+    layers_b = {k[: -len(suffix_b)] for k in weights if k.endswith(suffix_b)}
+    if layers_a != layers_b:
+        raise ValueError(f"LoRA layers without both A and B: {sorted(layers_a ^ layers_b)[:3]}")
+    ranks = {}
+    for layer in sorted(layers_a):
+        a, b = weights[layer + suffix_a], weights[layer + suffix_b]
+        if a.dim() < 2 or b.dim() < 2 or b.shape[1] != a.shape[0]:
+            raise ValueError(f"LoRA {layer}: A {tuple(a.shape)} and B {tuple(b.shape)} do not share a rank")
+        ranks[layer] = int(a.shape[0])
+    return ranks
 
 
 def pad_lora(weights: dict[str, torch.Tensor], ranks: dict[str, int]) -> dict[str, torch.Tensor]:
