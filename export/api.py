@@ -10,7 +10,7 @@ from typing import Callable
 
 from pocketgan.bundle import load_bundle, save_bundle
 
-TARGETS = ("onnx",)
+TARGETS = ("onnx", "executorch")
 CONCEPT_MODES = ("separate", "merged", "both")
 
 
@@ -50,6 +50,7 @@ def run_export(config: ExportConfig, progress: Callable[[str], None] | None = No
     built in a staging directory and only replaces ``config.out`` once every artifact
     has been written and has passed its parity check.
     """
+    from pocketgan.export.executorch_target import write_executorch_target
     from pocketgan.export.onnx_target import write_onnx_target
     from pocketgan.training.photos import list_images, sample_photo_paths
 
@@ -61,6 +62,10 @@ def run_export(config: ExportConfig, progress: Callable[[str], None] | None = No
         "onnx": functools.partial(
             write_onnx_target, bundle, concept_mode=config.concepts, photos=photos,
             threshold_db=config.parity_threshold_db, progress=progress,
-        )
+        ),
+        "executorch": functools.partial(
+            write_executorch_target, bundle, concept_mode=config.concepts, photos=photos,
+            threshold_db=config.parity_threshold_db, progress=progress,
+        ),
     }
     return save_bundle(bundle, config.out, {t: (lambda staging, w=writers[t]: w(staging)) for t in config.targets})

@@ -101,7 +101,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
     from pocketgan.runtime import Runtime
 
-    runtime = Runtime(args.bundle, threads=args.threads)
+    runtime = Runtime(args.bundle, threads=args.threads, backend=args.backend)
     concepts = list(runtime.concepts) if args.concept == "all" else [args.concept]
     out = Path(args.out)
     many = len(args.images) > 1 or len(concepts) > 1
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="export a bundle to backend artifacts, parity-checked against PyTorch")
     s.add_argument("bundle", nargs="?", type=Path, help="source bundle (default: the embedded one)")
     s.add_argument("--out", type=Path, required=True, help="output bundle directory (replaced atomically)")
-    s.add_argument("--targets", nargs="+", default=["onnx"], choices=["onnx"], help="backends (default: onnx)")
+    s.add_argument("--targets", nargs="+", default=["onnx"], choices=["onnx", "executorch"], help="backends (default: onnx)")
     s.add_argument("--concepts", default="separate", choices=["separate", "merged", "both"],
                    help="separate: base + hot-swappable adapters (default); merged: a full model per concept; both")
     s.add_argument("--image-size", type=int, help="square input size (default: the bundle's, 256)")
@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--concept", "-c", default="all", help="concept name, or 'all' (default)")
     s.add_argument("--bundle", type=Path, help="exported bundle (default: the embedded one)")
     s.add_argument("--threads", type=int, help="inference threads")
+    s.add_argument("--backend", default="onnx", choices=["onnx", "executorch"], help="runtime backend (default onnx)")
     s.set_defaults(func=cmd_edit)
 
     s = sub.add_parser("demo", help="the main job: export, edit the sample photos with every concept, latency table")

@@ -109,6 +109,28 @@ def _check_references(m: dict) -> None:
                 need(path, "merged ONNX model")
 
 
+    et = m["targets"].get("executorch")
+    if et is not None:
+        mode = et["concept_mode"]
+        if mode in ("separate", "both") and "program" not in et and "external_data" not in et:
+            raise ManifestError(f"targets.executorch has concept_mode {mode!r} but no 'program' or 'external_data'")
+        if mode in ("merged", "both") and "merged_program" not in et:
+            raise ManifestError(f"targets.executorch has concept_mode {mode!r} but no 'merged_program'")
+        for key in ("program", "merged_program"):
+            if key in et:
+                need(et[key], f"ExecuTorch {key}")
+        if "program" in et or "merged_program" in et:
+            if "methods" not in et:
+                raise ManifestError("targets.executorch has a program but no 'methods'")
+            _same_concepts(names, et["methods"], "targets.executorch.methods")
+        ext = et.get("external_data")
+        if ext is not None:
+            need(ext["data"], "ExecuTorch base data")
+            _same_concepts(names, ext["programs"], "targets.executorch.external_data.programs")
+            for path in ext["programs"].values():
+                need(path, "ExecuTorch concept program")
+
+
 def _same_concepts(names: list[str], mapping: dict, where: str) -> None:
     if set(mapping) != set(names):
         raise ManifestError(f"{where} covers {sorted(mapping)} but the bundle's concepts are {sorted(names)}")

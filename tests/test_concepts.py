@@ -155,9 +155,7 @@ def _malformed(kind: str, lora: dict) -> dict:
 
 @pytest.mark.parametrize(
     "kind",
-    [
-        "missing B", "missing A", "rank mismatch", "stray key"
-    ],
+    ["missing B", "missing A", "rank mismatch", "stray key"],
 )
 def test_malformed_lora_layout_is_rejected(kind, tiny_concepts):
     c = tiny_concepts[0]

@@ -27,6 +27,10 @@ def create_backend(name: str, bundle_dir, manifest: dict, *, threads: int | None
         from pocketgan.runtime.backends.onnx import OnnxBackend
 
         return OnnxBackend(bundle_dir, manifest, threads=threads, concept_mode=concept_mode)
+    if name == "executorch":
+        from pocketgan.runtime.backends.executorch import ExecuTorchBackend
+
+        return ExecuTorchBackend(bundle_dir, manifest, threads=threads, concept_mode=concept_mode)
     from pocketgan.runtime.errors import BackendUnavailableError
 
-    raise BackendUnavailableError(f"unknown backend {name!r}; available: 'onnx'")
+    raise BackendUnavailableError(f"unknown backend {name!r}; available: 'onnx', 'executorch'")
