@@ -25,11 +25,11 @@ def threads() -> int:
 
 @pytest.fixture(scope="session")
 def exported_bundle(tmp_path_factory) -> Path:
-    """The embedded default bundle exported with both concept modes (adapter + merged)."""
+    """The embedded default bundle exported to ONNX and ExecuTorch, both concept modes."""
     from pocketgan.export import ExportConfig, run_export
 
     out = tmp_path_factory.mktemp("bench") / "bundle"
-    run_export(ExportConfig(out=out, concepts="both"))
+    run_export(ExportConfig(out=out, targets=("onnx", "executorch"), concepts="both"))
     return out
 
 

@@ -33,6 +33,10 @@ def report(path: str) -> tuple[str, bool]:
         rows.append(f"| PyTorch eager, {mode} | {eager * 1e3:.1f} ms | | |")
         rows.append(f"| ONNX Runtime, {mode} | {ort * 1e3:.1f} ms | | |")
         claim(f"ORT / eager latency ({mode})", ort / eager, 0.5, "{:.3f}")
+        et_name = f"test_executorch[{mode}]"
+        if et_name in by_name:
+            rows.append(f"| ExecuTorch XNNPACK, {mode} | {med(et_name) * 1e3:.1f} ms | | |")
+            claim(f"ExecuTorch / ORT latency ({mode})", med(et_name) / ort, 1.0, "{:.3f}")
     open_s, swap_s = med("test_open_bundle_cold"), med("test_set_concept")
     rows.append(f"| open bundle cold | {open_s * 1e3:.1f} ms | | |")
     rows.append(f"| set_concept | {swap_s * 1e6:.2f} µs | | |")

@@ -1,4 +1,5 @@
-"""The vertical slice's claims: ORT vs PyTorch eager latency, hot-swap vs cold open.
+"""The vertical slice's claims: ORT (and ExecuTorch) vs PyTorch eager latency, hot-swap
+vs cold open.
 
     make bench      # runs these and prints benchmarks/report.py's ratio table
 """
@@ -31,6 +32,16 @@ def test_onnx_runtime(benchmark, threads, exported_bundle, model_input, mode):
 
     rt = Runtime(exported_bundle, threads=threads, concept_mode=mode)
     benchmark.extra_info.update(backend="onnx", concept_mode=mode, threads=threads)
+    benchmark.pedantic(rt.run_tensor, args=(model_input,), rounds=30, warmup_rounds=3)
+
+
+@pytest.mark.benchmark(group="generator-256-latency")
+@pytest.mark.parametrize("mode", ["separate", "merged"])
+def test_executorch(benchmark, threads, exported_bundle, model_input, mode):
+    from pocketgan.runtime import Runtime
+
+    rt = Runtime(exported_bundle, backend="executorch", threads=threads, concept_mode=mode)
+    benchmark.extra_info.update(backend="executorch", concept_mode=mode, threads=threads)
     benchmark.pedantic(rt.run_tensor, args=(model_input,), rounds=30, warmup_rounds=3)
 
 

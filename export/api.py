@@ -10,7 +10,8 @@ from typing import Callable
 
 from pocketgan.bundle import load_bundle, save_bundle
 
-TARGETS = ("onnx", "executorch")
+TARGETS = ("onnx", "executorch", "coreml")
+COREML_PRECISIONS = ("fp32", "fp16", "int8", "palettize4")
 CONCEPT_MODES = ("separate", "merged", "both")
 
 
@@ -26,6 +27,8 @@ class ExportConfig:
     image_size: int | None = field(default=None, metadata={"help": "Square input size; None = the bundle's."})
     parity_threshold_db: float = field(default=35.0, metadata={"help": "Fail below this PSNR vs PyTorch on real photos."})
     photos: Path | None = field(default=None, metadata={"help": "Folder of parity photos; None = the shipped ones."})
+    coreml_precision: str = field(default="fp16", metadata={"help": f"Core ML precision: {COREML_PRECISIONS}."})
+    coreml_ios17_fallback: bool = field(default=True, metadata={"help": "Also write one iOS 17 .mlpackage per concept."})
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -37,6 +40,8 @@ class ExportConfig:
             raise ValueError(f"unknown export target(s) {unknown}; available: {list(TARGETS)}")
         if self.concepts not in CONCEPT_MODES:
             raise ValueError(f"--concepts must be one of {list(CONCEPT_MODES)}, got {self.concepts!r}")
+        if self.coreml_precision not in COREML_PRECISIONS:
+            raise ValueError(f"coreml precision must be one of {list(COREML_PRECISIONS)}, got {self.coreml_precision!r}")
         if self.image_size is not None and (self.image_size <= 0 or self.image_size % 8):
             raise ValueError(f"image size must be a positive multiple of 8, got {self.image_size}")
         if self.bundle is not None and Path(self.bundle).resolve() == self.out.resolve():
@@ -50,6 +55,7 @@ def run_export(config: ExportConfig, progress: Callable[[str], None] | None = No
     built in a staging directory and only replaces ``config.out`` once every artifact
     has been written and has passed its parity check.
     """
+    from pocketgan.export.coreml_target import write_coreml_target
     from pocketgan.export.executorch_target import write_executorch_target
     from pocketgan.export.onnx_target import write_onnx_target
     from pocketgan.training.photos import list_images, sample_photo_paths
@@ -66,6 +72,11 @@ def run_export(config: ExportConfig, progress: Callable[[str], None] | None = No
         "executorch": functools.partial(
             write_executorch_target, bundle, concept_mode=config.concepts, photos=photos,
             threshold_db=config.parity_threshold_db, progress=progress,
+        ),
+        "coreml": functools.partial(
+            write_coreml_target, bundle, concept_mode=config.concepts, photos=photos,
+            threshold_db=config.parity_threshold_db, progress=progress,
+            precision=config.coreml_precision, ios17_fallback=config.coreml_ios17_fallback,
         ),
     }
     return save_bundle(bundle, config.out, {t: (lambda staging, w=writers[t]: w(staging)) for t in config.targets})

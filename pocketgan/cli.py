@@ -59,9 +59,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     for c in manifest["concepts"]:
         print(f"  {c['name']:<16} {c['parameters']:>6} params ({100 * c['parameters'] / gen['parameters']:.2f}% of base)  {c['description']}")
     for name, target in manifest["targets"].items():
-        parity = target["parity"]["psnr_db"]
-        worst = min(v for mode in parity.values() for v in mode.values())
-        print(f"target      {name}: {target['precision']}, concepts {target['concept_mode']}, worst parity {worst:.1f} dB")
+        scores = [v for mode in target["parity"]["psnr_db"].values() for v in mode.values()]
+        parity = f"worst parity {min(scores):.1f} dB" if scores else f"parity not checked ({target.get('parity_note', 'no scores')})"
+        print(f"target      {name}: {target['precision']}, concepts {target['concept_mode']}, {parity}")
     if not manifest["targets"]:
         print("target      none (source bundle): run `pocketgan export` to make backend artifacts")
     print(f"artifacts   {len(manifest['artifacts'])} files, "
@@ -85,10 +85,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     config = ExportConfig(
         out=args.out, bundle=args.bundle, targets=tuple(args.targets), concepts=args.concepts,
         image_size=args.image_size, parity_threshold_db=args.parity_threshold, photos=args.photos,
+        coreml_precision=args.coreml_precision,
     )
     _progress(f"exporting {'the embedded default bundle' if args.bundle is None else args.bundle} -> {args.out}")
     manifest = run_export(config, progress=_progress)
     for name, target in manifest["targets"].items():
+        if not target["parity"]["psnr_db"]:
+            _progress(f"{name}: parity not checked: {target.get('parity_note', '')}")
         for mode, scores in target["parity"]["psnr_db"].items():
             listed = ", ".join(f"{c} {v:.1f} dB" for c, v in scores.items())
             _progress(f"{name} {mode} parity vs PyTorch (worst photo): {listed}")
@@ -151,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="export a bundle to backend artifacts, parity-checked against PyTorch")
     s.add_argument("bundle", nargs="?", type=Path, help="source bundle (default: the embedded one)")
     s.add_argument("--out", type=Path, required=True, help="output bundle directory (replaced atomically)")
-    s.add_argument("--targets", nargs="+", default=["onnx"], choices=["onnx", "executorch"], help="backends (default: onnx)")
+    s.add_argument("--targets", nargs="+", default=["onnx"], choices=["onnx", "executorch", "coreml"], help="backends (default: onnx)")
+    s.add_argument("--coreml-precision", default="fp16", choices=["fp32", "fp16", "int8", "palettize4"],
+                   help="Core ML weights/compute precision (default fp16)")
     s.add_argument("--concepts", default="separate", choices=["separate", "merged", "both"],
                    help="separate: base + hot-swappable adapters (default); merged: a full model per concept; both")
     s.add_argument("--image-size", type=int, help="square input size (default: the bundle's, 256)")
@@ -165,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--concept", "-c", default="all", help="concept name, or 'all' (default)")
     s.add_argument("--bundle", type=Path, help="exported bundle (default: the embedded one)")
     s.add_argument("--threads", type=int, help="inference threads")
-    s.add_argument("--backend", default="onnx", choices=["onnx", "executorch"], help="runtime backend (default onnx)")
+    s.add_argument("--backend", default="onnx", choices=["onnx", "executorch", "coreml"], help="runtime backend (default onnx; coreml on macOS only)")
     s.set_defaults(func=cmd_edit)
 
     s = sub.add_parser("demo", help="the main job: export, edit the sample photos with every concept, latency table")

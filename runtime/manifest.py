@@ -130,6 +130,27 @@ def _check_references(m: dict) -> None:
             for path in ext["programs"].values():
                 need(path, "ExecuTorch concept program")
 
+    cm = m["targets"].get("coreml")
+    if cm is not None:
+        def need_package(path: str, what: str) -> None:
+            if f"{path}/Manifest.json" not in artifacts:
+                raise ManifestError(f"{what} {path!r}: its Manifest.json is not listed in artifacts (no checksum)")
+
+        mode = cm["concept_mode"]
+        for key in {"separate": ("package",), "merged": ("merged_package",), "both": ("package", "merged_package")}[mode]:
+            if key not in cm:
+                raise ManifestError(f"targets.coreml has concept_mode {mode!r} but no {key!r}")
+        for key in ("package", "merged_package"):
+            if key in cm:
+                need_package(cm[key], f"Core ML {key}")
+        _same_concepts(names, cm["functions"], "targets.coreml.functions")
+        if cm["default_function"] not in cm["functions"].values():
+            raise ManifestError(f"targets.coreml.default_function {cm['default_function']!r} is not one of its functions")
+        if "ios17" in cm:
+            _same_concepts(names, cm["ios17"]["packages"], "targets.coreml.ios17.packages")
+            for path in cm["ios17"]["packages"].values():
+                need_package(path, "Core ML iOS 17 package")
+
 
 def _same_concepts(names: list[str], mapping: dict, where: str) -> None:
     if set(mapping) != set(names):

@@ -26,7 +26,7 @@ class Runtime:
     Args:
         bundle: bundle directory; ``None`` opens the embedded default bundle.
         backend: ``"onnx"`` (ONNX Runtime) or ``"executorch"`` (ExecuTorch XNNPACK; needs
-            the ``executorch`` extra).
+            the ``executorch`` extra) or ``"coreml"`` (macOS only).
         threads: intra-op threads of the backend; ``None`` lets it decide.
         concept_mode: ``"auto"``, ``"separate"`` (base + hot-swapped adapters) or
             ``"merged"`` (one full model per concept), as the export provides.

@@ -103,3 +103,4 @@ def test_shipped_onnx_matches_the_shipped_weights(manifest, photo_paths):
                 with torch.no_grad():
                     want = model(torch.from_numpy(x)).numpy()
                 assert psnr(rt.run_tensor(x, concept=name), want) >= 35.0, f"{mode} {name} on {photo}"
+

@@ -18,9 +18,10 @@ import torch
 
 from pocketgan.bundle import Bundle, save_bundle
 from pocketgan.models.registry import DEFAULT_SIZE, build_generator
-from pocketgan.training.photos import random_crops, training_photos
+from pocketgan.models.diagnostics import check_alive
+from pocketgan.training.photos import load_rgb, random_crops, sample_photo_paths, training_photos
 from pocketgan.training.teachers import procedural_teacher
-from pocketgan.training.trainer import PairSet, TrainConfig, train_base, train_concept
+from pocketgan.training.trainer import PairSet, TrainConfig, to_model_range, train_base, train_concept
 
 BASE_CONCEPTS = ("pencil_sketch", "color_pencil", "stylize", "detail_enhance", "smooth")
 SHIPPED_CONCEPTS = ("pencil_sketch", "stylize", "cartoon", "detail_enhance")  # cartoon is new to the base
@@ -45,6 +46,12 @@ DEFAULT_CONCEPT_RANKS = {
 }
 
 
+def _square(rgb: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BICUBIC))
+
+
 def make_pairs(name: str, photos: list[np.ndarray], count: int, size: int, seed: int) -> PairSet:
     teacher = procedural_teacher(name)
     crops = random_crops(photos, count, size, np.random.default_rng(seed))
@@ -58,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pairs", type=int, default=240, help="training pairs per concept")
     ap.add_argument("--base-steps", type=int, default=1500)
     ap.add_argument("--concept-steps", type=int, default=400)
+    ap.add_argument("--base-lr", type=float, default=2e-3)
+    ap.add_argument("--strict-liveness", action="store_true",
+                    help="fail if a generator stage died or the concept tokens do not change the output")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -68,8 +78,17 @@ def main(argv: list[str] | None = None) -> None:
     pairs = {n: make_pairs(n, photos, args.pairs, 256, seed=i) for i, n in enumerate(names)}
     config = build_generator(args.size).config
     base, tokens, base_record = train_base(
-        config, {n: pairs[n] for n in BASE_CONCEPTS}, TrainConfig(steps=args.base_steps, lr=2e-3)
+        config, {n: pairs[n] for n in BASE_CONCEPTS}, TrainConfig(steps=args.base_steps, lr=args.base_lr)
     )
+    held_out = torch.cat([to_model_range(np.stack([_square(load_rgb(p), 256)])) for p in sample_photo_paths()])
+    try:
+        base_record["liveness"] = check_alive(base, held_out, tokens)
+    except RuntimeError as e:
+        if args.strict_liveness:
+            raise
+        base_record["liveness"] = {"error": str(e)}
+        print(f"WARNING: {e} (the bundle is still written; --strict-liveness makes this fatal)")
+    print(json.dumps(base_record["liveness"], indent=2))
     concepts = []
     for name in SHIPPED_CONCEPTS:
         teacher = procedural_teacher(name)

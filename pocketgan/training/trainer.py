@@ -29,6 +29,7 @@ class TrainConfig:
     crop: int = field(default=128, metadata={"help": "Random crop side of training pairs, pixels."})
     seed: int = field(default=0, metadata={"help": "Seed of crops, batches and init."})
     progress: bool = field(default=True, metadata={"help": "Show a tqdm bar."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Clip the gradient norm to this (0: no clipping)."})
 
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0 or self.crop <= 0 or self.crop % 8:
@@ -94,6 +95,8 @@ def train_base(
         loss = nn.functional.l1_loss(model(x, tokens[torch.from_numpy(which)]), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if train.max_grad_norm:
+            nn.utils.clip_grad_norm_([*model.parameters(), tokens], train.max_grad_norm)
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
@@ -137,6 +140,8 @@ def train_concept(
         loss = nn.functional.l1_loss(model(x, tokens), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if train.max_grad_norm:
+            nn.utils.clip_grad_norm_([*trainable, tokens], train.max_grad_norm)
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())

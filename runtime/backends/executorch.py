@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketgan.runtime.errors import BackendUnavailableError, BundleError, TargetNotFoundError
+from pocketgan.runtime.backends import resolve_target
+from pocketgan.runtime.errors import BackendUnavailableError, BundleError
 from pocketgan.runtime.manifest import read_artifact, verify_artifact
 
 INSTALL_HINT = "pip install 'pocketgan[executorch]' (executorch==1.5.1, which pins torch==2.13.0), or use backend='onnx'"
@@ -50,17 +51,7 @@ class ExecuTorchBackend:
     name = "executorch"
 
     def __init__(self, bundle_dir: Path, manifest: dict, *, threads: int | None, concept_mode: str = "auto") -> None:
-        target = manifest["targets"].get("executorch")
-        if target is None:
-            raise TargetNotFoundError(
-                f"bundle {bundle_dir} has no ExecuTorch export; "
-                f"run: pocketgan export {bundle_dir} --targets executorch --out DIR"
-            )
-        available = {"separate": ("separate",), "merged": ("merged",), "both": ("separate", "merged")}[target["concept_mode"]]
-        if concept_mode == "auto":
-            concept_mode = available[0]
-        if concept_mode not in available:
-            raise TargetNotFoundError(f"the ExecuTorch export has concept mode(s) {list(available)}, not {concept_mode!r}")
+        target, concept_mode = resolve_target(bundle_dir, manifest, "executorch", concept_mode)
         runtime = _executorch()
         if threads:
             set_threads(threads)

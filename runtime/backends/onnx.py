@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketgan.runtime.errors import BackendUnavailableError, BundleError, TargetNotFoundError
+from pocketgan.runtime.backends import resolve_target
+from pocketgan.runtime.errors import BackendUnavailableError, BundleError
 from pocketgan.runtime.manifest import read_artifact, verify_artifact
 
 
@@ -40,16 +41,7 @@ class OnnxBackend:
 
     def __init__(self, bundle_dir: Path, manifest: dict, *, threads: int | None, concept_mode: str = "auto") -> None:
         ort = _ort()
-        target = manifest["targets"].get("onnx")
-        if target is None:
-            raise TargetNotFoundError(
-                f"bundle {bundle_dir} has no ONNX export; run: pocketgan export {bundle_dir} --targets onnx --out DIR"
-            )
-        available = {"separate": ("separate",), "merged": ("merged",), "both": ("separate", "merged")}[target["concept_mode"]]
-        if concept_mode == "auto":
-            concept_mode = available[0]
-        if concept_mode not in available:
-            raise TargetNotFoundError(f"the ONNX export has concept mode(s) {list(available)}, not {concept_mode!r}")
+        target, concept_mode = resolve_target(bundle_dir, manifest, "onnx", concept_mode)
         self.concept_mode = concept_mode
         self._io = manifest["io"]
         options = session_options(threads)
