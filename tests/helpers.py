@@ -122,3 +122,21 @@ def default_bundle_path() -> Path:
 
 def has_default_bundle() -> bool:
     return default_bundle_path().joinpath("manifest.json").exists()
+
+
+def backend_manifest(bundle_dir: Path, bundle, target_name: str, entry: dict) -> dict:
+    """The parts of a manifest a backend reads (io, concepts, one target, artifacts), for
+    target writers tested without save_bundle."""
+    from pocketgan.runtime.manifest import sha256_file
+
+    s = bundle.config.image_size
+    io = {"name": "image", "dtype": "float32", "shape": [1, 3, s, s], "layout": "NCHW", "color": "RGB", "range": [-1.0, 1.0]}
+    return {
+        "io": {"input": io, "output": dict(io, name="edited")},
+        "concepts": [{"name": n} for n in bundle.concept_names],
+        "targets": {target_name: entry},
+        "artifacts": {
+            p.relative_to(bundle_dir).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(bundle_dir.rglob("*")) if p.is_file()
+        },
+    }

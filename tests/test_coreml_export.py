@@ -31,7 +31,7 @@ pytest.importorskip("coremltools")
 
 from safetensors.torch import save as save_safetensors  # noqa: E402
 
-from helpers import REPO_ROOT, flip_byte  # noqa: E402
+from helpers import REPO_ROOT, backend_manifest, flip_byte  # noqa: E402
 
 THRESHOLD_DB = 35.0
 ON_MACOS = sys.platform == "darwin"
@@ -79,20 +79,7 @@ def int8(tmp_path_factory, tiny_bundle):
 
 
 def _manifest(bundle_dir: Path, bundle, entry: dict) -> dict:
-    """The parts of a manifest the backend reads (io, concepts, the target, artifacts)."""
-    from pocketgan.runtime.manifest import sha256_file
-
-    s = bundle.config.image_size
-    io = {"name": "image", "dtype": "float32", "shape": [1, 3, s, s], "layout": "NCHW", "color": "RGB", "range": [-1.0, 1.0]}
-    return {
-        "io": {"input": io, "output": dict(io, name="edited")},
-        "concepts": [{"name": n} for n in bundle.concept_names],
-        "targets": {"coreml": entry},
-        "artifacts": {
-            p.relative_to(bundle_dir).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for p in sorted(bundle_dir.rglob("*")) if p.is_file()
-        },
-    }
+    return backend_manifest(bundle_dir, bundle, "coreml", entry)
 
 
 def _schema_fragment() -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import backend_manifest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("executorch.runtime")
@@ -67,20 +68,7 @@ def _staging(path: Path, bundle) -> Path:
 
 
 def _manifest(bundle_dir: Path, bundle, entry: dict) -> dict:
-    """The parts of a manifest the backend reads (io, concepts, the target, artifacts)."""
-    from pocketgan.runtime.manifest import sha256_file
-
-    s = bundle.config.image_size
-    io = {"name": "image", "dtype": "float32", "shape": [1, 3, s, s], "layout": "NCHW", "color": "RGB", "range": [-1.0, 1.0]}
-    return {
-        "io": {"input": io, "output": dict(io, name="edited")},
-        "concepts": [{"name": n} for n in bundle.concept_names],
-        "targets": {"executorch": entry},
-        "artifacts": {
-            p.relative_to(bundle_dir).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for p in sorted(bundle_dir.rglob("*")) if p.is_file()
-        },
-    }
+    return backend_manifest(bundle_dir, bundle, "executorch", entry)
 
 
 def _photos():
