@@ -22,6 +22,14 @@ Layouts (``docs/executorch.md`` says which platform should use which):
 Every method is checked before anything is written: the heavy ops (convolution,
 linear/addmm/mm, bmm/matmul) must be delegated to XNNPACK, and the program, run by the
 ExecuTorch runtime on the real parity photos, must match PyTorch above the threshold.
+
+``precision="int8"`` (layout ``program``): each method is quantized with PT2E before
+lowering: ``torch.export`` -> torchao ``prepare_pt2e`` with ExecuTorch's
+``XNNPACKQuantizer`` (int8 symmetric per-channel weights, int8 per-tensor activations)
+-> calibration on real photos held out from the parity photos -> ``convert_pt2e`` ->
+``torch.export`` -> XNNPACK. Each concept's method is calibrated with its own LoRA, and
+the export fails unless the quantized convolutions and linears run inside XNNPACK.
+Details and measurements: ``docs/quantization.md``.
 """
 
 from __future__ import annotations
@@ -51,6 +59,10 @@ EXTERNAL_PARITY_KEY = "separate_ptd"
 # XNNPACK (ExecuTorch's portable kernels are reference implementations, 10-100x slower).
 HEAVY_OPS = frozenset({"convolution", "linear", "addmm", "mm", "bmm", "matmul", "baddbmm"})
 _BASE_TAG = "base"  # the .ptd file name (without extension) the base weights go to
+PRECISIONS = ("fp32", "int8")
+PARITY_THRESHOLD_DB = {"fp32": 35.0, "int8": 30.0}  # default gate per precision (PSNR vs fp32 PyTorch)
+# Quantize/dequantize ops of PT2E; with int8 they must sit inside the XNNPACK subgraphs.
+_QDQ_OPS = ("quantize_per_tensor", "dequantize_per_tensor", "quantize_per_channel", "dequantize_per_channel")
 
 
 class DelegationError(PocketganError):
@@ -74,7 +86,44 @@ def _export(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> torch.
         return torch.export.export(model, example, strict=False)
 
 
-def _lower(programs, methods: list[str], where: str, external_constants=None):
+def _label(precision: str) -> str:
+    """Prefix of error messages: nothing for fp32 (unchanged messages), ``int8 `` else."""
+    return "" if precision == "fp32" else f"{precision} "
+
+
+def quantize_pt2e(model: torch.nn.Module, example: tuple[torch.Tensor, ...], calibration: list[np.ndarray]):
+    """PT2E int8 for XNNPACK: the ``ExportedProgram`` of ``model`` with int8 weights and
+    activations, calibrated on ``calibration`` ((1, 3, S, S) float32 inputs)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = _export(model, example).module()
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        prepared = prepare_pt2e(module, quantizer)
+        with torch.no_grad():
+            for x in calibration:
+                prepared(torch.from_numpy(x))
+        converted = convert_pt2e(prepared)
+    return _export(converted, example)
+
+
+def check_int8_delegation(summary: dict, where: str) -> None:
+    """int8: the quantized weights (per-channel dequantize) must be inside XNNPACK and no
+    quantize/dequantize op may be left to the portable kernels."""
+    delegated = {_base_op(op) for op in summary["_delegated"]}
+    if "dequantize_per_channel" not in delegated:
+        raise DelegationError(f"{where}: no per-channel int8 weight was delegated to XNNPACK; nothing was written")
+    stray = {op: n for op, n in summary["non_delegated"].items() if _base_op(op) in _QDQ_OPS}
+    if stray:
+        raise DelegationError(f"{where}: int8 (de)quantize ops left outside XNNPACK: {stray}; nothing was written")
+
+
+def _lower(programs, methods: list[str], where: str, external_constants=None, precision: str = "fp32"):
     """ATen program(s) -> edge, delegated to XNNPACK -> ExecuTorch program manager.
 
     Returns ``(program manager, delegation summary)``; the summary is taken (and the
@@ -85,7 +134,7 @@ def _lower(programs, methods: list[str], where: str, external_constants=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
-        delegation = _program_delegation(edge, methods, where)
+        delegation = _program_delegation(edge, methods, where, precision)
         config = ExecutorchBackendConfig(external_constants=external_constants) if external_constants else None
         program = edge.to_executorch(config) if config else edge.to_executorch()
     return program, delegation
@@ -148,12 +197,14 @@ def check_delegation(summary: dict, where: str) -> None:
         raise DelegationError(f"{where}: no convolution was delegated to XNNPACK; nothing was written")
 
 
-def _program_delegation(edge, methods: list[str], where: str) -> dict:
+def _program_delegation(edge, methods: list[str], where: str, precision: str = "fp32") -> dict:
     """Check every method; return the (shared) per-method summary for the manifest."""
     summaries = {}
     for method in methods:
         summary = delegation_summary(edge.exported_program(method).graph_module)
         check_delegation(summary, f"{where} method {method!r}")
+        if precision == "int8":
+            check_int8_delegation(summary, f"{where} method {method!r}")
         summaries[method] = summary
     first = summaries[methods[0]]
     public = {k: v for k, v in first.items() if not k.startswith("_")}
@@ -199,22 +250,30 @@ def _torch_outputs(model: torch.nn.Module, inputs: list[np.ndarray]) -> list[np.
 # --- layouts -----------------------------------------------------------------------------
 
 
-def build_program(bundle: Bundle, mode: str, concepts: list[str] | None = None, progress=None):
+def build_program(bundle: Bundle, mode: str, concepts: list[str] | None = None, progress=None, *,
+                  precision: str = "fp32", calibration: list[np.ndarray] | None = None):
     """Export one ``.pte`` with a method per concept; return ``(pte bytes, delegation, models)``.
 
     ``models`` are the PyTorch reference models (concept -> ConceptModel) the methods were
-    exported from, for the parity check.
+    exported from, for the parity check. ``precision="int8"`` quantizes every method
+    (:func:`quantize_pt2e`) with ``calibration`` inputs.
     """
     step = progress or (lambda message: None)
     names = list(concepts or bundle.concept_names)
     example = bundle.example_inputs()
+    if precision == "int8" and not calibration:
+        raise ValueError("int8 needs calibration inputs")
     models, programs = {}, {}
     for name in names:
-        step(f"torch.export {mode} {name}")
         models[name] = bundle.model_for(name, mode)
-        programs[name] = _export(models[name], example)
-    step(f"lower {len(names)} method(s) to XNNPACK ({mode})")
-    program, delegation = _lower(programs, names, f"ExecuTorch {mode} program")
+        if precision == "int8":
+            step(f"int8 {mode} {name}: calibrate on {len(calibration)} photos")
+            programs[name] = quantize_pt2e(models[name], example, calibration)
+        else:
+            step(f"torch.export {mode} {name}")
+            programs[name] = _export(models[name], example)
+    step(f"lower {len(names)} {precision} method(s) to XNNPACK ({mode})")
+    program, delegation = _lower(programs, names, f"ExecuTorch {_label(precision)}{mode} program", precision=precision)
     return program.buffer, delegation, models
 
 
@@ -291,9 +350,11 @@ def write_executorch_target(
     *,
     concept_mode: str,
     photos: list[Path],
-    threshold_db: float,
+    threshold_db: float | None,
     progress=None,
     layout: str = "program",
+    precision: str = "fp32",
+    calibration_photos: Path | None = None,
 ) -> dict:
     """Write ``executorch/`` into a staging bundle; return the manifest's ``targets.executorch``.
 
@@ -301,10 +362,14 @@ def write_executorch_target(
         concept_mode: ``separate`` (base weights shared by the concepts), ``merged`` (one
             program, LoRA folded into each concept's method) or ``both``.
         photos: real photos for the parity gate (the same ones as the ONNX target).
-        threshold_db: lowest acceptable PSNR against PyTorch.
+        threshold_db: lowest acceptable PSNR against the fp32 PyTorch model; ``None``: the
+            precision's default (``PARITY_THRESHOLD_DB``: 35 dB fp32, 30 dB int8).
         layout: how the separate mode is stored: ``program`` (one ``.pte``, a method per
             concept; what Android's stock ``Module`` can open), ``ptd`` (shared
             ``base.ptd`` + one small ``.pte`` per concept) or ``both``.
+        precision: ``fp32`` or ``int8`` (PT2E + XNNPACKQuantizer; layout ``program`` only).
+        calibration_photos: int8 only: a folder of calibration photos; ``None``: the
+            offline training photos (held out from the parity photos).
     Raises:
         ParityError, DelegationError: raised before any file is written (and the
         staging directory is discarded by ``save_bundle``).
@@ -315,26 +380,41 @@ def write_executorch_target(
         raise ValueError(f"layout must be one of {list(SEPARATE_LAYOUTS)}, got {layout!r}")
     if layout != "program" and concept_mode == "merged":
         raise ValueError(f"layout {layout!r} (shared base .ptd) needs the separate concept mode")
+    if precision not in PRECISIONS:
+        raise ValueError(f"ExecuTorch precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision == "int8" and layout != "program":
+        raise ValueError(f"int8 ExecuTorch exports support layout 'program' only, got {layout!r}")
+    if threshold_db is None:
+        threshold_db = PARITY_THRESHOLD_DB[precision]
     _executorch()
     step = progress or (lambda message: None)
     staging = Path(staging)
     inputs = parity_inputs(photos, bundle.config.image_size)
     names = bundle.concept_names
     modes = ("separate", "merged") if concept_mode == "both" else (concept_mode,)
-    entry: dict = {"precision": "fp32", "concept_mode": concept_mode,
+    entry: dict = {"precision": precision, "concept_mode": concept_mode,
                    "source_base_sha256": sha256_file(staging / BASE_WEIGHTS)}
+    calibration = None
+    if precision == "int8":
+        from pocketgan.export.calibration import calibration_set
+
+        calibration = calibration_set(bundle.config.image_size, calibration_photos)
+        entry["calibration"] = calibration.manifest_entry()
     files: dict[str, bytes] = {}
     scores: dict[str, dict[str, float]] = {}
     delegation: dict[str, dict] = {}
     for mode in modes:
         if mode == "separate" and layout == "ptd":
             continue
-        pte, delegation[mode], models = build_program(bundle, mode, names, progress=step)
+        pte, delegation[mode], models = build_program(
+            bundle, mode, names, progress=step, precision=precision,
+            calibration=calibration.inputs if calibration else None,
+        )
         step(f"parity {mode} program ({len(pte) / 1e6:.2f} MB)")
         got = _run_methods(pte, names, inputs)
         scores[mode] = {
             name: check_parity(
-                f"ExecuTorch {mode} method {name!r}", _torch_outputs(models[name], inputs), got[name], threshold_db
+                f"ExecuTorch {_label(precision)}{mode} method {name!r}", _torch_outputs(models[name], inputs), got[name], threshold_db
             )
             for name in names
         }

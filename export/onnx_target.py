@@ -5,10 +5,20 @@ tensor and the concept tokens exposed as graph inputs whose default initializers
 zero; ONNX Runtime's ``AdapterFormat`` then stores one concept's tensors under those
 names and ``RunOptions.add_active_adapter`` swaps them in per run. With
 ``concept_mode="merged"`` (or ``"both"``) each concept is also folded into a full model.
+
+``precision="int8"``: every model is quantized after export with ONNX Runtime's static
+QDQ quantizer (int8 per-channel weights, uint8 activations calibrated on real photos
+held out from the parity photos, see ``pocketgan.export.calibration``). In the separate
+mode the nodes that consume a concept tensor (the LoRA A/B convolutions and matmuls, the
+transposes of the Linear LoRA weights, the cross-attention key/value path of the concept
+tokens) stay float, so every concept tensor is still an overridable fp32 graph input
+with its zero initializer and every ``.onnx_adapter`` applies unchanged. Details and
+measurements: ``docs/quantization.md``.
 """
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,10 +29,15 @@ from torch.func import functional_call
 from pocketgan.bundle import BASE_WEIGHTS, INPUT_NAME, OUTPUT_NAME, Bundle
 from pocketgan.concepts.conditioned import CONCEPT_TOKENS
 from pocketgan.export.parity import check_parity, parity_inputs
+from pocketgan.runtime.errors import PocketganError
 from pocketgan.runtime.manifest import sha256_file
 
 OPSET = 18
 ONNX_DIR = "onnx"
+PRECISIONS = ("fp32", "int8")
+# Default parity gate per precision (PSNR in dB vs the fp32 PyTorch model on real photos):
+# int8 rounds every activation to 256 levels, so its gate is lower.
+PARITY_THRESHOLD_DB = {"fp32": 35.0, "int8": 30.0}
 
 
 def _export_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str]):
@@ -116,25 +131,299 @@ def _torch_outputs(model: torch.nn.Module, inputs: list[np.ndarray]) -> list[np.
         return [model(torch.from_numpy(x)).numpy() for x in inputs]
 
 
+# --- int8 (static QDQ) ------------------------------------------------------------------
+
+
+class QuantizationError(PocketganError):
+    """Quantizing a model broke one of the export's guarantees (nothing was written)."""
+
+
+def onnx_float() -> int:
+    from onnx import TensorProto
+
+    return TensorProto.FLOAT
+
+
+def _initializer_names(proto) -> set[str]:
+    return {i.name for i in proto.graph.initializer}
+
+
+def concept_nodes(proto, concept_inputs: list[str] | set[str]) -> list[str]:
+    """Names of the nodes that must stay float so the concept inputs stay overridable.
+
+    A tensor is *concept-derived* when it is computed from concept inputs and constants
+    only (the transposed Linear LoRA weights, the expanded tokens and their key/value
+    projections); every node that consumes a concept-derived tensor is returned: the
+    LoRA A/B Conv and MatMul nodes, the Transposes of the Linear LoRA weights, and the
+    cross-attention path of the tokens up to the attention matmuls. Nodes are visited
+    in graph (topological) order.
+    """
+    concept = set(concept_inputs)
+    constants = _initializer_names(proto) - concept
+    constants |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
+    derived = set(concept)
+    for node in proto.graph.node:
+        ins = [i for i in node.input if i]
+        if ins and any(i in derived for i in ins) and all(i in derived or i in constants for i in ins):
+            derived.update(node.output)
+    return [n.name for n in proto.graph.node if any(i in derived for i in n.input)]
+
+
+# Ops between an attention matmul and the q/k/v projections (bias, head split, scale).
+_ATTENTION_GLUE = frozenset({"Add", "Mul", "Div", "Reshape", "Transpose", "Squeeze", "Unsqueeze"})
+_DATA_MOVEMENT = frozenset({"Concat", "Resize", "Upsample"})
+MIN_INT8_CONV_CHANNELS = 8
+
+
+def float_nodes(proto) -> list[str]:
+    """Nodes left float because int8 makes them slower (and less accurate) on ORT's CPU
+    kernels, measured on the small generator (``docs/quantization.md``):
+
+    - the attention core: ``Softmax`` (``QLinearSoftmax`` over 4x1024x1024 scores ran 6x
+      slower than the float one), the matmuls of two activations (q·kᵀ, weights·v) and
+      the reshapes/transposes/scale/bias between them and the q/k/v projections. The
+      projections themselves (constant weights) are quantized.
+    - convolutions with fewer than ``MIN_INT8_CONV_CHANNELS`` output channels (the
+      full-resolution RGB output conv: no faster in int8, and its error lands directly
+      in the image), and the ``Concat``/``Resize`` that only feed float nodes.
+    """
+    graph = proto.graph
+    constants = _initializer_names(proto) | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    inits = {i.name: i for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    keep: set[str] = set()
+    for node in graph.node:
+        if node.op_type == "Softmax":
+            keep.add(node.name)
+        elif node.op_type == "MatMul" and not any(i in constants for i in node.input):
+            keep.add(node.name)
+            stack = list(node.input)
+            while stack:
+                p = producer.get(stack.pop())
+                if p is not None and p.op_type in _ATTENTION_GLUE and p.name not in keep:
+                    keep.add(p.name)
+                    stack.extend(p.input)
+        elif node.op_type == "Conv" and node.input[1] in inits and inits[node.input[1]].dims[0] < MIN_INT8_CONV_CHANNELS:
+            keep.add(node.name)
+    for node in reversed(graph.node):  # movement ops whose every consumer stays float
+        users = [c for o in node.output for c in consumers.get(o, [])]
+        if node.op_type in _DATA_MOVEMENT and users and all(c.name in keep for c in users):
+            keep.add(node.name)
+    return [n.name for n in graph.node if n.name in keep]
+
+
+class _Feeds:
+    """``onnxruntime.quantization.CalibrationDataReader`` over a list of feed dicts."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self._feeds = feeds
+        self._it = iter(feeds)
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self) -> None:
+        self._it = iter(self._feeds)
+
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+
+class _quiet:
+    """Silence the quantizer's root-logger warnings (advice to pre-process), the
+    percentile calibrator's prints and ORT's native warnings about initializers that
+    are graph inputs (they are meant to be)."""
+
+    def __enter__(self):
+        import contextlib
+        import io
+        import logging
+
+        import onnxruntime as ort
+
+        self._disabled = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        ort.set_default_logger_severity(3)
+        self._stdout = contextlib.redirect_stdout(io.StringIO())
+        self._stdout.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        import logging
+
+        import onnxruntime as ort
+
+        self._stdout.__exit__(*exc)
+        logging.disable(self._disabled)
+        ort.set_default_logger_severity(2)
+        return False
+
+
+def _weight_only_int8(proto, nodes: set[str], keep: set[str], min_elements: int = 1024) -> int:
+    """Store the large constant MatMul weights of the float ``nodes`` as int8 (symmetric,
+    per output channel) behind a ``DequantizeLinear``: their activations stay float, the
+    file shrinks. Returns how many weights were converted."""
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    new_nodes, done = [], 0
+    for node in proto.graph.node:
+        if node.name in nodes and node.op_type == "MatMul" and len(node.input) == 2:
+            name = node.input[1]
+            init = inits.get(name)
+            if init is None or name in keep or init.data_type != onnx_float():
+                continue
+            w = numpy_helper.to_array(init)
+            if w.ndim != 2 or w.size < min_elements:
+                continue
+            scale = (np.abs(w).max(axis=0) / 127.0).astype(np.float32)
+            scale[scale == 0] = 1.0
+            q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+            proto.graph.initializer.remove(init)
+            proto.graph.initializer.extend([
+                numpy_helper.from_array(q, f"{name}_q8"), numpy_helper.from_array(scale, f"{name}_q8_scale"),
+            ])
+            new_nodes.append(helper.make_node("DequantizeLinear", [f"{name}_q8", f"{name}_q8_scale"], [name],
+                                              name=f"{name}_q8_dq", axis=1))
+            done += 1
+    # DequantizeLinear nodes have only initializer inputs: prepending keeps topological order
+    for i, n in enumerate(new_nodes):
+        proto.graph.node.insert(i, n)
+    return done
+
+
+def _compact(proto, keep: set[str]) -> None:
+    """Drop what ORT does not need from a quantized model: the value_info shape
+    annotations, and the long names the quantizer gives its tensors and nodes
+    (``model.generator.down1.conv.weight_DequantizeLinear_Output`` becomes ``t17``). The
+    graph's inputs, outputs and the ``keep`` names are left as they are."""
+    graph = proto.graph
+    del graph.value_info[:]
+    fixed = {i.name for i in graph.input} | {o.name for o in graph.output} | set(keep) | {""}
+    rename: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if name in fixed:
+            return name
+        if name not in rename:
+            rename[name] = f"t{len(rename)}"
+        return rename[name]
+
+    for init in graph.initializer:
+        init.name = short(init.name)
+    for i, node in enumerate(graph.node):
+        node.name = f"n{i}"
+        node.input[:] = [short(x) for x in node.input]
+        node.output[:] = [short(x) for x in node.output]
+        node.doc_string = ""
+
+
+CALIBRATION_METHODS = ("percentile", "minmax")
+
+
+def quantize_int8(proto, calibration: list[dict[str, np.ndarray]], *, float_inputs: list[str] = (),
+                  method: str = "percentile"):
+    """Static QDQ int8 of an exported model; returns the quantized ``ModelProto``.
+
+    Weights int8 symmetric per output channel, activations uint8 (asymmetric, ranges
+    observed on ``calibration``, a list of feed dicts: ``percentile`` clips each range
+    to its 99.999th percentile, ``minmax`` keeps the extremes; percentile was 1-2 dB
+    closer to fp32 on the small generator, at 5-9x the calibration time). ``float_inputs`` (the
+    separate mode's concept inputs) stay overridable float inputs: every node that
+    consumes them is excluded from quantization (:func:`concept_nodes`); so are the
+    nodes int8 would slow down (:func:`float_nodes`). Raises
+    :class:`QuantizationError` if an input lost its initializer or stopped being an input.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration method must be one of {list(CALIBRATION_METHODS)}, got {method!r}")
+    float_inputs = list(float_inputs)
+    lora = concept_nodes(proto, float_inputs) if float_inputs else []
+    exclude = list(dict.fromkeys(lora + float_nodes(proto)))
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        # from a file: given a ModelProto, the quantizer moves its weights to external data in place
+        src, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(proto.SerializeToString())
+        quantize_static(
+            src, out, _Feeds(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=False,
+            nodes_to_exclude=exclude,
+            calibrate_method=CalibrationMethod.Percentile if method == "percentile" else CalibrationMethod.MinMax,
+        )
+        quantized = onnx.load(str(out))
+    _weight_only_int8(quantized, set(lora), set(float_inputs))
+    _compact(quantized, set(float_inputs))
+    check_float_inputs(quantized, float_inputs)
+    onnx.checker.check_model(quantized)
+    return quantized
+
+
+def check_float_inputs(proto, names: list[str]) -> None:
+    """Every concept input must still be an fp32 graph input with a same-named fp32
+    initializer, consumed by float nodes only (never by a QuantizeLinear)."""
+    inputs = {i.name: i for i in proto.graph.input}
+    inits = {i.name: i for i in proto.graph.initializer}
+    float_type = onnx_float()
+    for name in names:
+        if name not in inputs or inputs[name].type.tensor_type.elem_type != float_type:
+            raise QuantizationError(f"int8 ONNX: concept input {name!r} is no longer an fp32 graph input; "
+                                    "its adapters could not apply. Nothing was written.")
+        if name not in inits or inits[name].data_type != float_type:
+            raise QuantizationError(f"int8 ONNX: concept input {name!r} lost its fp32 default initializer. "
+                                    "Nothing was written.")
+        quantizers = [n.name for n in proto.graph.node if name in n.input and n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+        if quantizers:
+            raise QuantizationError(f"int8 ONNX: concept input {name!r} is quantized by {quantizers}. Nothing was written.")
+
+
 def write_onnx_target(
     bundle: Bundle,
     staging: Path,
     *,
     concept_mode: str,
     photos: list[Path],
-    threshold_db: float,
+    threshold_db: float | None,
     progress=None,
+    precision: str = "fp32",
+    calibration_photos: Path | None = None,
 ) -> dict:
-    """Write ``onnx/`` into a staging bundle; return the manifest's ``targets.onnx``."""
+    """Write ``onnx/`` into a staging bundle; return the manifest's ``targets.onnx``.
+
+    Args:
+        photos: real photos for the parity gate.
+        threshold_db: lowest acceptable PSNR against the fp32 PyTorch model; ``None``:
+            the precision's default (``PARITY_THRESHOLD_DB``: 35 dB fp32, 30 dB int8).
+        precision: ``fp32`` or ``int8`` (static QDQ, see the module docstring).
+        calibration_photos: int8 only: a folder of calibration photos; ``None``: the
+            offline training photos (held out from the parity photos).
+    """
     import onnxruntime as ort
 
+    if precision not in PRECISIONS:
+        raise ValueError(f"ONNX precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if threshold_db is None:
+        threshold_db = PARITY_THRESHOLD_DB[precision]
+    int8 = precision == "int8"
+    label = "" if precision == "fp32" else f"{precision} "  # error messages: unchanged for fp32
     step = progress or (lambda message: None)
     out = staging / ONNX_DIR
     out.mkdir(parents=True, exist_ok=True)
     inputs = parity_inputs(photos, bundle.config.image_size)
     example = bundle.example_inputs()
-    entry: dict = {"precision": "fp32", "opset": OPSET, "concept_mode": concept_mode,
+    entry: dict = {"precision": precision, "opset": OPSET, "concept_mode": concept_mode,
                    "source_base_sha256": sha256_file(staging / BASE_WEIGHTS)}
+    calibration = None
+    if int8:
+        from pocketgan.export.calibration import calibration_set
+
+        calibration = calibration_set(bundle.config.image_size, calibration_photos)
+        entry["calibration"] = {**calibration.manifest_entry(), "method": "percentile"}
     scores: dict[str, dict[str, float]] = {}
     if concept_mode in ("separate", "both"):
         step("export base graph (concepts as inputs)")
@@ -144,6 +433,11 @@ def write_onnx_target(
         proto = _export_onnx(ConceptTensorsAsInputs(base_model, list(tensors)), (*example, *tensors.values()),
                              [INPUT_NAME, *public])
         add_zero_defaults(proto, public)
+        if int8:
+            step(f"int8: calibrate on {len(calibration.inputs)} photos x {len(bundle.concept_names)} concepts")
+            feeds = [{INPUT_NAME: x, **concept_feeds(bundle, name)}
+                     for name in bundle.concept_names for x in calibration.inputs]
+            proto = quantize_int8(proto, feeds, float_inputs=public)
         model_bytes = proto.SerializeToString()
         (out / "generator.onnx").write_bytes(model_bytes)
         session = _session(model_bytes)
@@ -162,7 +456,7 @@ def write_onnx_target(
             run_options.add_active_adapter(adapter)
             got = [session.run([OUTPUT_NAME], {INPUT_NAME: x}, run_options)[0] for x in inputs]
             want = _torch_outputs(bundle.model_for(name, "separate"), inputs)
-            scores["separate"][name] = check_parity(f"ONNX adapter {name!r}", want, got, threshold_db)
+            scores["separate"][name] = check_parity(f"{label}ONNX adapter {name!r}", want, got, threshold_db)
             entry["adapters"][name] = rel
     if concept_mode in ("merged", "both"):
         entry["merged"] = {}
@@ -171,12 +465,17 @@ def write_onnx_target(
         for name in bundle.concept_names:
             step(f"merged model {name}")
             model = bundle.model_for(name, "merged")
-            model_bytes = _export_onnx(model, example, [INPUT_NAME]).SerializeToString()
+            proto = _export_onnx(model, example, [INPUT_NAME])
+            if int8:
+                step(f"int8: calibrate merged {name} on {len(calibration.inputs)} photos")
+                proto = quantize_int8(proto, [{INPUT_NAME: x} for x in calibration.inputs])
+            model_bytes = proto.SerializeToString()
             rel = f"{ONNX_DIR}/merged/{name}.onnx"
             (staging / rel).write_bytes(model_bytes)
             session = _session(model_bytes)
             got = [session.run([OUTPUT_NAME], {INPUT_NAME: x})[0] for x in inputs]
-            scores["merged"][name] = check_parity(f"merged ONNX {name!r}", _torch_outputs(model, inputs), got, threshold_db)
+            scores["merged"][name] = check_parity(f"{label}merged ONNX {name!r}", _torch_outputs(model, inputs), got,
+                                                  threshold_db)
             entry["merged"][name] = rel
     entry["parity"] = {"metric": "psnr", "threshold_db": threshold_db, "photos": [p.name for p in photos], "psnr_db": scores}
     return entry

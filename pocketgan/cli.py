@@ -12,6 +12,13 @@ from pathlib import Path
 
 from pocketgan.runtime.errors import PocketganError
 
+# Choices of `pocketgan export`, spelled out here because pocketgan.export imports torch and
+# the runtime commands must not; tests/test_cli.py checks they match pocketgan.export.api.
+PRECISIONS = ("fp32", "fp16", "int8", "palettize4")
+COREML_PRECISIONS = ("fp32", "fp16", "int8", "palettize4")
+EXECUTORCH_LAYOUTS = ("program", "ptd", "both")
+PLATFORMS = ("ios", "android", "web")
+
 
 def _progress(message: str, _start=[time.perf_counter()]) -> None:
     print(f"[{time.perf_counter() - _start[0]:6.1f}s] {message}", file=sys.stderr, flush=True)
@@ -48,13 +55,17 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     gen = manifest["generator"]
     shape = manifest["io"]["input"]["shape"]
-    base_bytes = manifest["artifacts"][manifest["base"]["weights"]]["bytes"]
+    app = manifest.get("contents", "full") == "app"
     print(f"bundle      {path}{'  (embedded default)' if not args.bundle else ''}")
     print(f"format      {manifest['format']} v{manifest['format_version']} (pocketgan {manifest['pocketgan_version']})")
     print(f"generator   e2gan-{gen['size']}: {gen['parameters'] / 1e6:.3f} M params, "
           f"{gen['macs'] / 1e9:.2f} GMACs at {shape[2]}x{shape[3]}")
     print(f"io          {manifest['io']['input']['name']} {shape} float32 RGB [-1, 1] -> {manifest['io']['output']['name']}")
-    print(f"base        {manifest['base']['weights']} ({base_bytes / 1024:.0f} KiB, sha256 {manifest['base']['sha256'][:12]}…)")
+    if app:
+        print(f"contents    app bundle: exported targets only (base sha256 {manifest['base']['sha256'][:12]}…)")
+    else:
+        base_bytes = manifest["artifacts"][manifest["base"]["weights"]]["bytes"]
+        print(f"base        {manifest['base']['weights']} ({base_bytes / 1024:.0f} KiB, sha256 {manifest['base']['sha256'][:12]}…)")
     print(f"concepts    {len(manifest['concepts'])}")
     for c in manifest["concepts"]:
         print(f"  {c['name']:<16} {c['parameters']:>6} params ({100 * c['parameters'] / gen['parameters']:.2f}% of base)  {c['description']}")
@@ -82,10 +93,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     _need_toolchain("export")
     from pocketgan.export import ExportConfig, run_export
 
+    if args.out is None and args.out_dir is None:
+        raise ValueError("name the output directory (--out DIR, or BUNDLE OUT)")
+    if args.out is not None and args.out_dir is not None:
+        raise ValueError(f"two output directories: --out {args.out} and {args.out_dir}")
+    args.out = args.out or args.out_dir
     config = ExportConfig(
-        out=args.out, bundle=args.bundle, targets=tuple(args.targets), concepts=args.concepts,
+        out=args.out, bundle=args.bundle, targets=args.targets, platform=args.platform, app=args.app or None,
+        concepts=args.concepts,
         image_size=args.image_size, parity_threshold_db=args.parity_threshold, photos=args.photos,
-        coreml_precision=args.coreml_precision,
+        precision=args.precision, coreml_precision=args.coreml_precision, calibration_photos=args.calibration_photos,
+        executorch_layout=args.executorch_layout,
     )
     _progress(f"exporting {'the embedded default bundle' if args.bundle is None else args.bundle} -> {args.out}")
     manifest = run_export(config, progress=_progress)
@@ -153,14 +171,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export", help="export a bundle to backend artifacts, parity-checked against PyTorch")
     s.add_argument("bundle", nargs="?", type=Path, help="source bundle (default: the embedded one)")
-    s.add_argument("--out", type=Path, required=True, help="output bundle directory (replaced atomically)")
-    s.add_argument("--targets", nargs="+", default=["onnx"], choices=["onnx", "executorch", "coreml"], help="backends (default: onnx)")
-    s.add_argument("--coreml-precision", default="fp16", choices=["fp32", "fp16", "int8", "palettize4"],
-                   help="Core ML weights/compute precision (default fp16)")
+    s.add_argument("out_dir", nargs="?", type=Path, metavar="OUT", help="output directory (or --out)")
+    s.add_argument("--out", type=Path, help="output bundle directory (replaced atomically)")
+    s.add_argument("--for", dest="platform", choices=list(PLATFORMS),
+                   help="export what an app on this platform needs, as an app bundle: ios = Core ML + "
+                        "ExecuTorch, android = ExecuTorch + ONNX, web = ONNX")
+    s.add_argument("--targets", nargs="+", choices=["onnx", "executorch", "coreml"],
+                   help="backends (default: onnx, or the --for platform's)")
+    s.add_argument("--app", action="store_true",
+                   help="write an app bundle: manifest + exported targets, without the source weights (implied by --for)")
+    s.add_argument("--precision", choices=list(PRECISIONS),
+                   help="fp32 | int8 for every target; fp16 | palettize4 Core ML only "
+                        "(default: fp32, Core ML fp16)")
+    s.add_argument("--coreml-precision", choices=list(COREML_PRECISIONS),
+                   help="Core ML precision, overriding --precision for Core ML alone")
+    s.add_argument("--calibration-photos", type=Path,
+                   help="int8: folder of calibration photos (default: the offline training photos, never the parity photos)")
+    s.add_argument("--executorch-layout", default="program", choices=list(EXECUTORCH_LAYOUTS),
+                   help="program: one .pte, a method per concept (default; Android/iOS stock Module); "
+                        "ptd: shared base .ptd + a small .pte per concept; both")
     s.add_argument("--concepts", default="separate", choices=["separate", "merged", "both"],
                    help="separate: base + hot-swappable adapters (default); merged: a full model per concept; both")
     s.add_argument("--image-size", type=int, help="square input size (default: the bundle's, 256)")
-    s.add_argument("--parity-threshold", type=float, default=35.0, help="minimum PSNR vs PyTorch, dB (default 35)")
+    s.add_argument("--parity-threshold", type=float, help="minimum PSNR vs PyTorch, dB (default 35; 30 for int8 and palettize4)")
     s.add_argument("--photos", type=Path, help="folder of parity photos (default: the shipped ones)")
     s.set_defaults(func=cmd_export)
 

@@ -75,15 +75,26 @@ def _check_references(m: dict) -> None:
         if path not in artifacts:
             raise ManifestError(f"{what} {path!r} is not listed in artifacts (no checksum)")
 
-    need(m["base"]["weights"], "base weights")
-    if artifacts[m["base"]["weights"]]["sha256"] != m["base"]["sha256"]:
-        raise ManifestError("base.sha256 differs from the checksum of the base weights artifact")
+    app = m.get("contents", "full") == "app"
+    if app:
+        if "weights" in m["base"] or any("files" in c for c in m["concepts"]):
+            raise ManifestError("an app bundle (contents: app) lists no source weights, but this one does")
+        if not m["targets"]:
+            raise ManifestError("an app bundle (contents: app) needs at least one export target")
+    else:
+        if "weights" not in m["base"]:
+            raise ManifestError("base.weights is missing (only an app bundle, contents: app, may omit it)")
+        need(m["base"]["weights"], "base weights")
+        if artifacts[m["base"]["weights"]]["sha256"] != m["base"]["sha256"]:
+            raise ManifestError("base.sha256 differs from the checksum of the base weights artifact")
     names = [c["name"] for c in m["concepts"]]
     if len(set(names)) != len(names):
         raise ManifestError(f"duplicate concept names: {sorted(n for n in set(names) if names.count(n) > 1)}")
     pattern = m["rank_pattern"]
     for c in m["concepts"]:
-        for key, path in c["files"].items():
+        if not app and "files" not in c:
+            raise ManifestError(f"concept {c['name']!r} lists no files (only an app bundle may omit them)")
+        for key, path in c.get("files", {}).items():
             need(path, f"concept {c['name']!r} {key}")
         if set(c["ranks"]) != set(pattern):
             raise ManifestError(f"concept {c['name']!r} adapts different layers than the rank pattern")

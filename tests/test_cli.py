@@ -251,7 +251,13 @@ def test_exported_64_bundle_runs_and_matches_pytorch(cli_export):
 
 @pytest.mark.parametrize(
     "extra, message",
-    [(["--image-size", "100"], "multiple of 8"), (["--photos", "NOPHOTOS"], "photo folder not found")],
+    [
+        (["--image-size", "100"], "multiple of 8"),
+        (["--photos", "NOPHOTOS"], "photo folder not found"),
+        (["--precision", "fp16"], "fp16 does not apply to onnx"),
+        (["--targets", "executorch", "--precision", "palettize4"], "does not apply to executorch"),
+        (["--for", "android", "--targets", "onnx"], "either a platform (android) or targets"),
+    ],
 )
 def test_export_errors(capsys, tmp_path, source_bundle, extra, message):
     extra = [str(tmp_path / "nophotos") if a == "NOPHOTOS" else a for a in extra]
@@ -260,6 +266,25 @@ def test_export_errors(capsys, tmp_path, source_bundle, extra, message):
     assert rc == 2
     assert "pocketgan export: error:" in err and message in err
     assert not out.exists()
+
+
+def test_export_needs_exactly_one_output(capsys, tmp_path, source_bundle):
+    rc, _, err = _run(capsys, "export", source_bundle, tmp_path / "a", "--out", tmp_path / "b")
+    assert rc == 2 and "two output directories" in err
+    rc, _, err = _run(capsys, "export", source_bundle)
+    assert rc == 2 and "name the output directory" in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_export_choices_match_the_export_api():
+    """The CLI spells the export choices out (it must not import torch); they must agree."""
+    from pocketgan import cli
+    from pocketgan.export import api
+
+    assert cli.PRECISIONS == api.PRECISIONS
+    assert cli.COREML_PRECISIONS == api.COREML_PRECISIONS
+    assert cli.EXECUTORCH_LAYOUTS == api.EXECUTORCH_LAYOUTS
+    assert cli.PLATFORMS == tuple(api.PLATFORM_TARGETS)
 
 
 def test_export_into_its_source_is_refused(capsys, source_bundle):
@@ -310,3 +335,78 @@ def test_demo_command(capsys, tmp_path, source_bundle, photo_paths):
     table = (out / "latency.md").read_text()
     assert "set_concept" in table and "ONNX Runtime" in table
     assert Runtime(out / "bundle").concepts == CONCEPT_NAMES
+
+
+# --- export --for PLATFORM: app bundles -----------------------------------------------------
+
+
+def _app_export(tmp_path, source_bundle, platform):
+    out = tmp_path / f"{platform}-app"
+    rc = main(["export", "--for", platform, str(source_bundle), str(out), "--image-size", "64"])
+    assert rc == 0
+    return out
+
+
+def _check_app_bundle(out, targets):
+    from pocketgan.runtime.manifest import verify_bundle
+
+    m = read_manifest(out)
+    assert m["contents"] == "app" and set(m["targets"]) == set(targets)
+    assert not (out / "base").exists() and not (out / "concepts").exists()
+    assert all("files" not in c for c in m["concepts"]) and "weights" not in m["base"]
+    assert not any(p.startswith(("base/", "concepts/")) for p in m["artifacts"])
+    verify_bundle(out, m)  # every shipped file is checksummed
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert on_disk == set(m["artifacts"])  # nothing unlisted ships
+    return m
+
+
+def test_export_for_web_writes_an_app_bundle(capsys, tmp_path, source_bundle):
+    from pocketgan.bundle import load_bundle
+    from pocketgan.runtime import Runtime
+    from pocketgan.runtime.errors import BundleError
+
+    out = _app_export(tmp_path, source_bundle, "web")
+    _check_app_bundle(out, ["onnx"])
+    rt = Runtime(out, threads=1)
+    x = np.zeros((40, 30, 3), np.uint8)
+    assert {rt.edit(x, concept=c).shape for c in rt.concepts} == {(40, 30, 3)}
+    with pytest.raises(BundleError, match="app bundle"):
+        load_bundle(out)
+    capsys.readouterr()
+    assert main(["info", str(out), "--verify"]) == 0
+    assert "app bundle" in capsys.readouterr().out
+
+
+def test_export_app_bundle_is_smaller_than_the_full_one(tmp_path, source_bundle):
+    full = tmp_path / "full"
+    assert main(["export", str(source_bundle), "--out", str(full), "--image-size", "64"]) == 0
+    app = tmp_path / "app"
+    assert main(["export", str(source_bundle), "--out", str(app), "--image-size", "64", "--app"]) == 0
+    size = lambda d: sum(a["bytes"] for a in read_manifest(d)["artifacts"].values())  # noqa: E731
+    assert size(app) < size(full)
+    assert read_manifest(app)["targets"]["onnx"]["parity"] == read_manifest(full)["targets"]["onnx"]["parity"]
+
+
+def test_export_for_android(tmp_path, source_bundle):
+    pytest.importorskip("executorch.runtime", reason="executorch is not installed")
+    from pocketgan.runtime import Runtime
+
+    out = _app_export(tmp_path, source_bundle, "android")
+    m = _check_app_bundle(out, ["executorch", "onnx"])
+    assert m["targets"]["executorch"]["program"].endswith(".pte")
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
+    et, ort = Runtime(out, backend="executorch", threads=1), Runtime(out, backend="onnx", threads=1)
+    for name in et.concepts:
+        assert psnr(et.run_tensor(x, concept=name), ort.run_tensor(x, concept=name)) >= 35.0
+
+
+def test_export_for_ios(tmp_path, source_bundle):
+    pytest.importorskip("coremltools", reason="coremltools is not installed")
+    pytest.importorskip("executorch.runtime", reason="executorch is not installed")
+
+    out = _app_export(tmp_path, source_bundle, "ios")
+    m = _check_app_bundle(out, ["coreml", "executorch"])
+    coreml = m["targets"]["coreml"]
+    assert coreml["precision"] == "fp16"
+    assert (out / coreml["package"]).is_dir()

@@ -248,5 +248,36 @@ def test_export_config_rejects_out_equal_to_bundle(tmp_path, monkeypatch, spelli
 def test_export_config_defaults(tmp_path):
     cfg = ExportConfig(out=str(tmp_path / "o"), targets=["onnx"])
     assert cfg.out == tmp_path / "o" and cfg.targets == ("onnx",)
-    assert cfg.concepts == "separate" and cfg.parity_threshold_db == 35.0 and cfg.image_size is None
+    assert cfg.concepts == "separate" and cfg.parity_threshold_db is None and cfg.image_size is None
     assert "onnx" in TARGETS and set(CONCEPT_MODES) == {"separate", "merged", "both"}
+    assert cfg.executorch_layout == "program"
+
+
+@pytest.mark.parametrize(
+    "targets, precision, coreml_precision, want",
+    [
+        (("onnx", "executorch", "coreml"), None, None, {"onnx": "fp32", "executorch": "fp32", "coreml": "fp16"}),
+        (("onnx", "executorch", "coreml"), "int8", None, {"onnx": "int8", "executorch": "int8", "coreml": "int8"}),
+        (("onnx", "coreml"), "fp32", None, {"onnx": "fp32", "coreml": "fp32"}),
+        (("onnx", "coreml"), "int8", "palettize4", {"onnx": "int8", "coreml": "palettize4"}),
+        (("coreml",), "fp16", None, {"coreml": "fp16"}),
+    ],
+)
+def test_export_config_precision_per_target(tmp_path, targets, precision, coreml_precision, want):
+    cfg = ExportConfig(out=tmp_path, targets=targets, precision=precision, coreml_precision=coreml_precision)
+    assert {t: cfg.precision_for(t) for t in targets} == want
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(targets=("onnx",), precision="fp16"), "fp16 does not apply to onnx"),
+        (dict(targets=("executorch",), precision="palettize4"), "does not apply to executorch"),
+        (dict(targets=("onnx",), precision="int4"), "--precision must be one of"),
+        (dict(targets=("coreml",), coreml_precision="int4"), "coreml precision must be one of"),
+        (dict(targets=("executorch",), executorch_layout="zip"), "layout must be one of"),
+    ],
+)
+def test_export_config_rejects_bad_precision_and_layout(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ExportConfig(out=tmp_path, **kwargs)

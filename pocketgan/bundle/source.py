@@ -7,6 +7,7 @@ the runtime can read bundles without torch; ``docs/bundle-format.md`` is the con
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,7 +23,7 @@ from pocketgan.concepts.conditioned import ConceptModel, concept_model
 from pocketgan.models.cost import count_macs
 from pocketgan.models.generator import Generator, GeneratorConfig
 from pocketgan.models.registry import GENERATOR_SIZES
-from pocketgan.runtime.errors import UnknownConceptError
+from pocketgan.runtime.errors import BundleError, UnknownConceptError
 from pocketgan.runtime.manifest import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -133,6 +134,9 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         path = default_bundle_path()
     path = Path(path)
     manifest = load_manifest(path)
+    if manifest.get("contents", "full") == "app":
+        raise BundleError(f"{path} is an app bundle (exported targets only, no source weights): "
+                          "the runtime opens it; to export or train, use the full bundle it was exported from")
     gen = manifest["generator"]
     config = GeneratorConfig(**gen["config"])
     base_state = load_safetensors(read_artifact(path, manifest, manifest["base"]["weights"]))
@@ -151,12 +155,17 @@ TargetWriter = Callable[[Path], dict]
 """Writes a target's files under a staging bundle directory; returns its manifest entry."""
 
 
-def save_bundle(bundle: Bundle, dest: str | Path, targets: dict[str, TargetWriter] | None = None) -> dict:
+def save_bundle(bundle: Bundle, dest: str | Path, targets: dict[str, TargetWriter] | None = None,
+                *, app: bool = False) -> dict:
     """Write ``bundle`` (and optional export targets) to ``dest`` atomically; return the manifest.
 
     Everything is built in a staging directory next to ``dest``; only a complete bundle
     (every target written and its parity check passed) replaces what was at ``dest``.
+    ``app=True`` writes an app bundle: the manifest and the exported targets only, without
+    the source weights (base safetensors, PEFT adapters) that only export and training read.
     """
+    if app and not targets:
+        raise ValueError("an app bundle needs at least one export target")
     dest = Path(dest)
     with atomic_directory(dest) as staging:
         (staging / "base").mkdir()
@@ -181,6 +190,12 @@ def save_bundle(bundle: Bundle, dest: str | Path, targets: dict[str, TargetWrite
                 },
             })
         target_entries = {name: write(staging) for name, write in (targets or {}).items()}
+        base_sha256 = sha256_file(staging / BASE_WEIGHTS)
+        if app:  # the targets are written (and parity-checked); the source goes
+            shutil.rmtree(staging / "base")
+            shutil.rmtree(staging / "concepts")
+            for entry in concept_entries:
+                del entry["files"]
         generator = bundle.base_generator()
         size = bundle.config.image_size
         tokens = torch.zeros(1, bundle.config.token_count, bundle.config.token_dim)
@@ -201,7 +216,8 @@ def save_bundle(bundle: Bundle, dest: str | Path, targets: dict[str, TargetWrite
                 "macs": count_macs(generator, torch.zeros(1, 3, size, size), tokens),
             },
             "io": {"input": _io_spec(INPUT_NAME, size), "output": _io_spec(OUTPUT_NAME, size)},
-            "base": {"weights": BASE_WEIGHTS, "sha256": artifacts[BASE_WEIGHTS]["sha256"]},
+            "contents": "app" if app else "full",
+            "base": {"sha256": base_sha256} if app else {"weights": BASE_WEIGHTS, "sha256": base_sha256},
             "rank_pattern": bundle.rank_pattern,
             "concepts": concept_entries,
             "targets": target_entries,
