@@ -148,10 +148,11 @@ def test_heavy_ops_are_delegated(exported):
     _, entry = exported
     d = entry["delegation"]["separate"]
     assert d["backend"] == "XnnpackBackend"
-    assert d["delegated_ops"] > d["non_delegated_ops"] > 0 and d["delegated_subgraphs"] >= 1
-    assert sum(d["non_delegated"].values()) == d["non_delegated_ops"]
-    stray = [op for op in d["non_delegated"] if op.split(".")[1] in HEAVY]
-    assert not stray, stray
+    # the generator is built from ops XNNPACK has (bilinear resize, plain-op layer norm,
+    # 3-D bmm attention): the whole method is one delegated subgraph, nothing portable
+    assert d["delegated_subgraphs"] == 1, d
+    assert d["non_delegated_ops"] == 0 and d["non_delegated"] == {}, d["non_delegated"]
+    assert d["delegated_ops"] > 50
 
 
 def test_check_delegation_rejects_undelegated_heavy_ops():
@@ -184,7 +185,7 @@ def test_parity_failure_writes_nothing(tmp_path, bundle, exported, monkeypatch):
 
     staging, entry = exported
     pte = (staging / entry["program"]).read_bytes()
-    monkeypatch.setattr(et, "build_program", lambda b, mode, names, progress=None: (
+    monkeypatch.setattr(et, "build_program", lambda b, mode, names, progress=None, **_: (
         pte, entry["delegation"]["separate"], {n: b.model_for(n, mode) for n in names}))
     real_run = et._run_methods
     monkeypatch.setattr(et, "_run_methods", lambda *a, **k: {

@@ -172,3 +172,31 @@ def test_format_cost_table(costs):
     assert len(table) == 2 + len(rows)
     assert table[-1].startswith("| pix2pix-resnet9") and table[-1].endswith("| 1.000x |")
     assert "GMACs @ 256²" in table[0]
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 16), (1, 1024, 128), (3, 5)])
+def test_plain_op_layer_norm_matches_torch(shape):
+    """Same parameters and output as nn.LayerNorm (it replaces it for XNNPACK delegation)."""
+    from torch import nn
+
+    from pocketgan.models.attention import LayerNorm
+
+    torch.manual_seed(0)
+    dim = shape[-1]
+    ours, ref = LayerNorm(dim), nn.LayerNorm(dim)
+    with torch.no_grad():
+        ref.weight.normal_()
+        ref.bias.normal_()
+    ours.load_state_dict(ref.state_dict())  # state-dict compatible: same keys, no extra buffers
+    x = torch.randn(shape) * 3 + 1
+    torch.testing.assert_close(ours(x), ref(x), atol=2e-5, rtol=1e-4)
+
+
+def test_up_conv_act_doubles_the_size():
+    from pocketgan.models.blocks import UpConvAct, UpsampleToImage
+
+    x = torch.randn(2, 8, 5, 6)
+    assert UpConvAct(8, 4)(x).shape == (2, 4, 10, 12)
+    assert (UpConvAct(8, 4)(x) >= 0).all() and (UpConvAct(8, 4, act=False)(x) < 0).any()
+    image = torch.rand(2, 3, 10, 12)
+    assert UpsampleToImage(8)(x, image).shape == (2, 3, 10, 12)

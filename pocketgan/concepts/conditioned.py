@@ -29,7 +29,10 @@ class ConceptModel(nn.Module):
         self.concept_tokens = nn.Parameter(tokens.detach().clone().reshape(1, *tokens.shape[-2:]), requires_grad=False)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.generator(image, self.concept_tokens.expand(image.shape[0], -1, -1))
+        tokens = self.concept_tokens
+        if image.shape[0] != 1:  # static at export time; batch 1 needs no expand (not delegated by XNNPACK)
+            tokens = tokens.expand(image.shape[0], -1, -1)
+        return self.generator(image, tokens)
 
 
 def concept_model(

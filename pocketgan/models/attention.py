@@ -36,12 +36,43 @@ class Attention(nn.Module):
         """x: (B, N, dim), context: (B, M, context_dim) -> (B, N, dim)."""
         b, n, _ = x.shape
         m = context.shape[1]
-        q = self.to_q(x).reshape(b, n, self.heads, self.head_dim).transpose(1, 2)
-        k = self.to_k(context).reshape(b, m, self.heads, self.head_dim).transpose(1, 2)
-        v = self.to_v(context).reshape(b, m, self.heads, self.head_dim).transpose(1, 2)
-        weights = torch.softmax(torch.matmul(q * self.scale, k.transpose(-1, -2)), dim=-1)
-        out = torch.matmul(weights, v).transpose(1, 2).reshape(b, n, self.heads * self.head_dim)
+        h, d = self.heads, self.head_dim
+        # heads folded into the batch: 3-D bmm, which XNNPACK delegates as is (a 4-D
+        # matmul lowers to expand + bmm, and expand_copy is not delegated)
+        q = self.to_q(x).reshape(b, n, h, d).transpose(1, 2).reshape(b * h, n, d)
+        k = self.to_k(context).reshape(b, m, h, d).transpose(1, 2).reshape(b * h, m, d)
+        v = self.to_v(context).reshape(b, m, h, d).transpose(1, 2).reshape(b * h, m, d)
+        weights = torch.softmax(torch.bmm(q * self.scale, k.transpose(1, 2)), dim=-1)
+        out = torch.bmm(weights, v).reshape(b, h, n, d).transpose(1, 2).reshape(b, n, h * d)
         return self.to_out(out)
+
+
+class LayerNorm(nn.Module):
+    """Layer norm over the last dimension, written with ``linear`` for the two means.
+
+    Same parameters (``weight``, ``bias``) and output as ``nn.LayerNorm(dim)``. Why not
+    that: ExecuTorch's XNNPACK partitioner has no layer norm and reduces only over the
+    spatial dims of 4-D tensors, so ``native_layer_norm`` stayed on the portable
+    kernels and split the program into several delegated pieces (each boundary a layout
+    conversion). A mean over channels is a matmul with a constant 1/C row, which every
+    backend runs natively.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.register_buffer("mean_row", torch.full((1, dim), 1.0 / dim), persistent=False)
+        # eps as the variance linear's bias, not a scalar add: Core ML's fuse_linear_bias
+        # pass crashes on a linear followed by a 0-d constant add (coremltools 9.0)
+        self.register_buffer("eps_bias", torch.full((1,), eps), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (..., dim) -> same shape."""
+        centered = x - nn.functional.linear(x, self.mean_row)
+        variance_eps = nn.functional.linear(centered * centered, self.mean_row, self.eps_bias)
+        return centered * torch.rsqrt(variance_eps) * self.weight + self.bias
 
 
 class FeedForward(nn.Module):
@@ -64,11 +95,11 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, dim: int, token_dim: int, heads: int, mlp_ratio: float) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = LayerNorm(dim)
         self.self_attn = Attention(dim, dim, heads)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = LayerNorm(dim)
         self.cross_attn = Attention(dim, token_dim, heads)
-        self.norm3 = nn.LayerNorm(dim)
+        self.norm3 = LayerNorm(dim)
         self.mlp = FeedForward(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

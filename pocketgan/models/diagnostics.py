@@ -12,16 +12,34 @@ import torch
 
 from pocketgan.models.generator import Generator
 
-STAGES = ("down1", "down2", "encoder_res", "ds", "transformer", "us", "decoder_res", "up1")
+# stage -> the module whose *input* or *output* holds the stage's activated result. ``us``
+# and ``up1`` end without an activation (a LeakyReLU follows the skip sum), so their
+# activated result is what the next module receives.
+STAGES = {
+    "down1": ("down1", "output"),
+    "down2": ("down2", "output"),
+    "encoder_res": ("encoder_res", "output"),
+    "ds": ("ds", "output"),
+    "transformer": ("transformer", "output"),
+    "us": ("decoder_res", "input"),  # leaky_relu(us(mid) + d2)
+    "decoder_res": ("decoder_res", "output"),
+    "up1": ("up2", "input"),  # leaky_relu(up1(u) + d1)
+}
 
 
 def stage_activity(model: Generator, image: torch.Tensor, tokens: torch.Tensor) -> dict[str, float]:
-    """Share of positive activations at the output of every stage (0.0 = dead)."""
+    """Share of positive activations in every stage's activated result (0.0 = dead)."""
     shares, hooks = {}, []
-    for name in STAGES:
-        module = model.get_submodule(name)
-        hooks.append(module.register_forward_hook(
-            lambda _m, _i, out, name=name: shares.__setitem__(name, float((out > 0).float().mean()))))
+
+    def record(name: str, tensor: torch.Tensor) -> None:
+        shares[name] = float((tensor > 0).float().mean())
+
+    for name, (module_name, where) in STAGES.items():
+        module = model.get_submodule(module_name)
+        if where == "output":
+            hooks.append(module.register_forward_hook(lambda _m, _i, out, name=name: record(name, out)))
+        else:
+            hooks.append(module.register_forward_pre_hook(lambda _m, args, name=name: record(name, args[0])))
     try:
         with torch.no_grad():
             model(image, tokens)

@@ -61,21 +61,34 @@ class Generator(nn.Module):
         self.encoder_res = nn.Sequential(ResnetBlock(2 * c), ResnetBlock(2 * c))
         self.ds = ConvAct(2 * c, 4 * c, stride=2)  # H/8
         self.transformer = TransformerBlock(4 * c, config.token_dim, config.heads, config.mlp_ratio)
-        self.us = UpConvAct(4 * c, 2 * c)  # H/4
+        # us and up1 end without an activation: a LeakyReLU follows the skip sum. With a
+        # ReLU there (before or after the sum) L1 training pushed the whole decoder path
+        # below zero within a few hundred steps and it never came back (the first default
+        # base lost up1 that way, cutting the transformer and the concept tokens off the
+        # output); the leaky slope keeps a gradient to recover with.
+        self.us = UpConvAct(4 * c, 2 * c, act=False)  # H/4
         self.decoder_res = ResnetBlock(2 * c)
-        self.up1 = UpConvAct(2 * c, c)  # H/2
-        self.up2 = UpsampleToImage(c)  # H, sees the input photo
+        self.up1 = UpConvAct(2 * c, c, act=False)  # H/2
+        self.up2 = UpsampleToImage(c)  # H/2 -> H (sub-pixel), sees the input photo
+        self.skip_act = nn.LeakyReLU(0.2)
 
-    def forward(self, image: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, tokens: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """``clamp=False`` (training only) returns the edit before the final clamp to
+        [-1, 1]: the clamp has zero gradient outside the range, so a pixel pushed past it
+        could never be pulled back (a concept whose teacher is mostly white paper, the
+        pencil sketch, then stopped learning altogether)."""
         if tokens.dim() == 2:
-            tokens = tokens.unsqueeze(0).expand(image.shape[0], -1, -1)
+            tokens = tokens.unsqueeze(0)
+        if tokens.shape[0] != image.shape[0]:
+            tokens = tokens.expand(image.shape[0], -1, -1)
         d1 = self.down1(image)
         d2 = self.encoder_res(self.down2(d1))
         mid = self.transformer(self.ds(d2), tokens)
-        u = self.decoder_res(self.us(mid) + d2)
-        u = self.up1(u) + d1
+        u = self.decoder_res(self.skip_act(self.us(mid) + d2))
+        u = self.skip_act(self.up1(u) + d1)
         # residual edit: the photo plus a learned change, clamped to the valid range
-        return torch.clamp(image + self.up2(u, image), -1.0, 1.0)
+        edited = image + self.up2(u, image)
+        return torch.clamp(edited, -1.0, 1.0) if clamp else edited
 
     def lora_target_modules(self) -> list[str]:
         """Qualified names of the layers a concept's LoRA adapts (the crucial layers)."""

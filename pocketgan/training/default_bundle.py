@@ -24,7 +24,7 @@ from pocketgan.training.teachers import procedural_teacher
 from pocketgan.training.trainer import PairSet, TrainConfig, to_model_range, train_base, train_concept
 
 BASE_CONCEPTS = ("pencil_sketch", "color_pencil", "stylize", "detail_enhance", "smooth")
-SHIPPED_CONCEPTS = ("pencil_sketch", "stylize", "cartoon", "detail_enhance")  # cartoon is new to the base
+SHIPPED_CONCEPTS = ("pencil_sketch", "color_pencil", "stylize", "cartoon", "detail_enhance")  # cartoon is new to the base
 
 # Rank 1 on the transformer block and the layers next to it keeps a concept under 1% of
 # the base's bytes; the ResNet blocks, down2 and up1 stay frozen. No LoRA on the

@@ -92,7 +92,7 @@ def train_base(
         which = rng.integers(0, len(names), train.batch_size)
         xs, ys = zip(*(_sample(pairs[names[k]], 1, train.crop, rng) for k in which))
         x, y = torch.cat(xs), torch.cat(ys)
-        loss = nn.functional.l1_loss(model(x, tokens[torch.from_numpy(which)]), y)
+        loss = nn.functional.l1_loss(model(x, tokens[torch.from_numpy(which)], clamp=False), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if train.max_grad_norm:
@@ -137,7 +137,7 @@ def train_concept(
     bar = tqdm(range(train.steps), desc=f"concept {name}", disable=not train.progress)
     for _ in bar:
         x, y = _sample(pairs, train.batch_size, train.crop, rng)
-        loss = nn.functional.l1_loss(model(x, tokens), y)
+        loss = nn.functional.l1_loss(model(x, tokens, clamp=False), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if train.max_grad_norm:
