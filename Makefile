@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow bench bench-matrix clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,15 @@ test-slow: setup
 
 bench: setup
 	mkdir -p out
-	$(BIN)/python -m pytest benchmarks --benchmark-json=out/bench-slice.json --benchmark-columns=median,iqr,rounds
+	$(BIN)/python -m pytest benchmarks/test_slice_latency.py --benchmark-json=out/bench-slice.json --benchmark-columns=median,iqr,rounds
 	$(BIN)/python benchmarks/report.py out/bench-slice.json | tee out/bench-slice.md
+
+# Every backend x precision x concept mode (exports 8 variants of the default bundle
+# first: about 30 min on 2 cores). Writes docs/export-matrix.md; fails if a claim is unmet.
+bench-matrix: setup
+	mkdir -p out
+	$(BIN)/python -m pytest benchmarks/test_export_matrix.py --benchmark-json=out/bench-matrix.json --benchmark-columns=median,iqr,rounds
+	$(BIN)/python benchmarks/matrix_report.py out/bench-matrix.json docs/export-matrix.md
 
 clean:
 	rm -rf $(VENV) demo_out out .pytest_cache .benchmarks

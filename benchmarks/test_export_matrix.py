@@ -1,0 +1,118 @@
+"""Every backend x precision x concept mode of the embedded default bundle: latency here,
+artifact size, parity against fp32 PyTorch on real photos.
+
+    make bench-matrix     # runs this, then benchmarks/matrix_report.py -> docs/export-matrix.md
+
+Each (backend, precision) is exported once with ``--concepts both`` (that is the slow
+part: int8 calibration and XNNPACK lowering of every concept); each benchmark then times
+one concept's prediction through ``pocketgan.runtime`` (the same pre-compiled session an
+app would hold). Sizes and parity come from the exported manifest and go into the
+benchmark's ``extra_info``, so the JSON alone rebuilds the table. Core ML predicts only
+on macOS: here its rows record size, and its latency benchmarks are skipped.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROUNDS = dict(rounds=20, warmup_rounds=3, iterations=1)
+MODES = ("separate", "merged")
+EXPORTS = [("onnx", "fp32"), ("onnx", "int8"), ("executorch", "fp32"), ("executorch", "int8"),
+           ("coreml", "fp32"), ("coreml", "fp16"), ("coreml", "int8"), ("coreml", "palettize4")]
+_exports: dict[tuple[str, str], tuple[Path, dict]] = {}
+
+
+def _export(tmp_path_factory, target: str, precision: str) -> tuple[Path, dict]:
+    """The default bundle exported to one (target, precision), both concept modes (cached)."""
+    key = (target, precision)
+    if key not in _exports:
+        from pocketgan.export import ExportConfig, run_export
+
+        out = tmp_path_factory.mktemp(f"matrix-{target}-{precision}") / "bundle"
+        config = ExportConfig(out=out, targets=(target,), concepts="both", precision=precision,
+                              coreml_ios17_fallback=False)
+        manifest = run_export(config, progress=lambda m: print(f"  [{target} {precision}] {m}", file=sys.stderr))
+        _exports[key] = (out, manifest)
+    return _exports[key]
+
+
+def _dir_bytes(manifest: dict, prefix: str) -> int:
+    """Bytes of every artifact at or below ``prefix`` (a file or a package directory)."""
+    return sum(a["bytes"] for p, a in manifest["artifacts"].items() if p == prefix or p.startswith(prefix + "/"))
+
+
+def artifact_bytes(target: str, entry: dict, manifest: dict, mode: str) -> int:
+    """What an app ships for all the bundle's concepts in ``mode``."""
+    if target == "onnx":
+        paths = [entry["model"], *entry["adapters"].values()] if mode == "separate" else list(entry["merged"].values())
+    elif target == "executorch":
+        paths = [entry["program"] if mode == "separate" else entry["merged_program"]]
+    else:
+        paths = [entry["package"] if mode == "separate" else entry["merged_package"]]
+    return sum(_dir_bytes(manifest, p) for p in paths)
+
+
+def source_bytes() -> dict:
+    """The reference for the separate-mode size claim: fp32 base weights + one adapter
+    file per concept (the default source bundle's safetensors)."""
+    from pocketgan.runtime.manifest import load_manifest
+    from pocketgan.runtime.session import default_bundle_path
+
+    m = load_manifest(default_bundle_path())
+    adapters = [m["artifacts"][c["files"]["adapter_weights"]]["bytes"] + m["artifacts"][c["files"]["embedding"]]["bytes"]
+                for c in m["concepts"]]
+    return {"base": m["artifacts"][m["base"]["weights"]]["bytes"], "adapters": adapters}
+
+
+@pytest.fixture(scope="session")
+def photo_input():
+    from pocketgan.runtime.imaging import to_model_input
+    from pocketgan.training.photos import load_rgb, sample_photo_paths
+
+    return to_model_input(load_rgb(sample_photo_paths()[0]), 256)[0]
+
+
+@pytest.mark.benchmark(group="export-matrix")
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("target, precision", EXPORTS, ids=[f"{t}-{p}" for t, p in EXPORTS])
+def test_matrix(benchmark, tmp_path_factory, threads, photo_input, target, precision, mode):
+    from pocketgan.runtime import Runtime
+    from pocketgan.runtime.errors import BackendUnavailableError
+
+    out, manifest = _export(tmp_path_factory, target, precision)
+    entry = manifest["targets"][target]
+    psnr = entry["parity"]["psnr_db"].get(mode, {})
+    concepts = [c["name"] for c in manifest["concepts"]]
+    benchmark.extra_info.update(
+        backend=target, precision=precision, concept_mode=mode, threads=threads, concepts=len(concepts),
+        bytes=artifact_bytes(target, entry, manifest, mode),
+        worst_psnr_db=min(psnr.values()) if psnr else None,
+        parity_threshold_db=entry["parity"]["threshold_db"],
+        source=source_bytes(),
+    )
+    try:
+        rt = Runtime(out, backend=target, threads=threads, concept_mode=mode)
+    except BackendUnavailableError as e:
+        benchmark.extra_info["latency"] = f"not measured: {e}"
+        benchmark.pedantic(lambda: None, rounds=1, iterations=1)  # keeps the row (size, parity) in the JSON
+        return
+    rt.set_concept(concepts[0])
+    benchmark.pedantic(rt.run_tensor, args=(photo_input,), **ROUNDS)
+
+
+@pytest.mark.benchmark(group="export-matrix")
+@pytest.mark.parametrize("mode", MODES)
+def test_matrix_torch_eager(benchmark, threads, photo_input, mode):
+    """The reference row: the PyTorch model every export is checked against."""
+    from pocketgan.bundle import load_bundle
+
+    bundle = load_bundle()
+    model = bundle.model_for(bundle.concept_names[0], mode)
+    benchmark.extra_info.update(backend="torch-eager", precision="fp32", concept_mode=mode, threads=threads)
+    x = torch.from_numpy(photo_input)
+    with torch.inference_mode():
+        benchmark.pedantic(model, args=(x,), **ROUNDS)
