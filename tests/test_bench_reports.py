@@ -66,3 +66,11 @@ def test_slice_report(tmp_path):
     rows[2]["stats"]["median"] = 0.030
     path.write_text(json.dumps({"benchmarks": rows}))
     assert not _load("report").report(str(path))[1]
+
+
+def test_profile_onnx_splits_the_time_by_op_type(exported_bundle):
+    table = _load("profile_onnx").profile(exported_bundle, None, "separate", runs=2, threads=1)
+    assert "Conv" in table or "FusedConv" in table
+    assert all(ms >= 0 and nodes >= 1 for ms, nodes in table.values())
+    merged = _load("profile_onnx").profile(exported_bundle, "beta-2", "merged", runs=2, threads=1)
+    assert sum(n for _, n in merged.values()) < sum(n for _, n in table.values())  # no LoRA branches

@@ -359,27 +359,15 @@ def test_int8_onnx_merged(tmp_path_factory, tiny_bundle, photo_paths, model_inpu
 
 @pytest.mark.slow
 @needs_executorch
-def test_int8_executorch_full_size(tmp_path_factory, tiny_bundle, photo_paths):
+@pytest.mark.parametrize("mode, key", [("separate", "program"), ("merged", "merged_program")])
+def test_int8_executorch_full_size(tmp_path_factory, tiny_bundle, photo_paths, mode, key):
     from pocketgan.export.executorch_target import write_executorch_target
 
-    staging = _staging(tmp_path_factory, tiny_bundle, "int8-et-full")
-    entry = write_executorch_target(tiny_bundle, staging, concept_mode="separate", photos=photo_paths,
+    staging = _staging(tmp_path_factory, tiny_bundle, f"int8-et-{mode}")
+    entry = write_executorch_target(tiny_bundle, staging, concept_mode=mode, photos=photo_paths,
                                     threshold_db=None, precision="int8")
-    assert min(entry["parity"]["psnr_db"]["separate"].values()) >= INT8_GATE_DB
-    _check_et_program((staging / entry["program"]).read_bytes(), tiny_bundle, tiny_bundle.concept_names,
-                      photo_paths, "separate")
-
-
-@pytest.mark.slow
-@needs_executorch
-def test_int8_executorch_merged(tmp_path_factory, tiny_bundle, photo_paths):
-    from pocketgan.export.executorch_target import write_executorch_target
-
-    staging = _staging(tmp_path_factory, tiny_bundle, "int8-et-merged")
-    entry = write_executorch_target(tiny_bundle, staging, concept_mode="merged", photos=photo_paths,
-                                    threshold_db=None, precision="int8")
-    assert min(entry["parity"]["psnr_db"]["merged"].values()) >= INT8_GATE_DB
-    assert (staging / entry["merged_program"]).is_file()
+    assert min(entry["parity"]["psnr_db"][mode].values()) >= INT8_GATE_DB
+    _check_et_program((staging / entry[key]).read_bytes(), tiny_bundle, tiny_bundle.concept_names, photo_paths, mode)
 
 
 @pytest.mark.parametrize("target", ["onnx", "executorch"])

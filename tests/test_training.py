@@ -30,7 +30,7 @@ def test_train_base_and_concept(pairs):
     assert concept.ranks == ranks
     lora_b = [v for k, v in concept.lora.items() if "lora_B" in k]
     assert any(v.abs().sum() > 0 for v in lora_b), "B starts at zero; training must move it"
-    assert concept.training["trainable_parameters"] < record.get("base_parameters", 10**9)
+    assert 0 < concept.training["trainable_parameters"] < 0.05 * concept.training["base_parameters"]
     # the base itself was not touched by concept training (it trains a copy)
     after = base.state_dict()
     assert set(after) == set(before) and all(torch.equal(before[k], after[k]) for k in before)

@@ -30,6 +30,7 @@ from pocketgan.runtime.manifest import (
     MANIFEST_NAME,
     load_manifest,
     read_artifact,
+    sha256_bytes,
     sha256_file,
     validate_manifest,
 )
@@ -169,9 +170,10 @@ def save_bundle(bundle: Bundle, dest: str | Path, targets: dict[str, TargetWrite
     dest = Path(dest)
     with atomic_directory(dest) as staging:
         (staging / "base").mkdir()
-        (staging / BASE_WEIGHTS).write_bytes(
-            save_safetensors({k: v.contiguous() for k, v in bundle.base_state.items()}, metadata={"size": bundle.size})
-        )
+        base_weights = save_safetensors({k: v.contiguous() for k, v in bundle.base_state.items()},
+                                        metadata={"size": bundle.size})
+        (staging / BASE_WEIGHTS).write_bytes(base_weights)
+        base_sha256 = sha256_bytes(base_weights)  # the base model hash, kept in app bundles too
         concept_entries = []
         for c in bundle.concepts:
             rel = f"concepts/{c.name}"
@@ -190,7 +192,6 @@ def save_bundle(bundle: Bundle, dest: str | Path, targets: dict[str, TargetWrite
                 },
             })
         target_entries = {name: write(staging) for name, write in (targets or {}).items()}
-        base_sha256 = sha256_file(staging / BASE_WEIGHTS)
         if app:  # the targets are written (and parity-checked); the source goes
             shutil.rmtree(staging / "base")
             shutil.rmtree(staging / "concepts")
