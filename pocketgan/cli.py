@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 from pocketgan.runtime.errors import PocketganError
+from pocketgan.training.commands import add_training_commands
+from pocketgan.training.study import add_study_command
 
 # Choices of `pocketgan export`, spelled out here because pocketgan.export imports torch and
 # the runtime commands must not; tests/test_cli.py checks they match pocketgan.export.api.
@@ -211,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bundle", type=Path, help="source bundle (default: the embedded one)")
     s.add_argument("--threads", type=int, default=2, help="threads for both PyTorch and ONNX Runtime (default 2)")
     s.set_defaults(func=cmd_demo)
+
+    add_training_commands(sub)
+    add_study_command(sub)
     return p
 
 

@@ -31,6 +31,34 @@ def _scores(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
             float(structural_similarity(a, b, channel_axis=2, data_range=255)))
 
 
+class HeldOutSet:
+    """Held-out photos at the model's input size, their teacher edits, and a scorer.
+
+    ``score(edit)`` runs ``edit`` (float32 (N, 3, S, S) in [-1, 1] -> same) on the
+    letterboxed photos and returns mean PSNR (dB) and SSIM against the teacher.
+    """
+
+    def __init__(self, teacher, photos: list[Path] | None = None, size: int = 256):
+        self.inputs, self.placements, self.targets = [], [], []
+        for p in photos or sample_photo_paths():
+            im = Image.fromarray(load_rgb(p))
+            im.thumbnail((size, size), Image.Resampling.LANCZOS)
+            rgb = np.asarray(im)
+            x, placement = to_model_input(rgb, size)
+            self.inputs.append(torch.from_numpy(x))
+            self.placements.append(placement)
+            self.targets.append(teacher(rgb))
+        self.batch = torch.cat(self.inputs)
+
+    def score(self, edit) -> dict:
+        with torch.no_grad():
+            out = edit(self.batch).numpy()
+        scores = [_scores(from_model_output(out[i : i + 1], pl), t)
+                  for i, (pl, t) in enumerate(zip(self.placements, self.targets))]
+        m = np.mean(scores, axis=0)
+        return {"psnr_db": round(float(m[0]), 3), "ssim": round(float(m[1]), 4)}
+
+
 def evaluate_bundle(bundle_path: Path | None, photos: list[Path] | None = None) -> dict:
     bundle = load_bundle(bundle_path)
     size = bundle.config.image_size
