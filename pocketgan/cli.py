@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pocketgan.runtime.errors import PocketganError
 from pocketgan.training.commands import add_training_commands
+from pocketgan.training.distill_data import add_distill_data_parser
 from pocketgan.training.study import add_study_command
 
 # Choices of `pocketgan export`, spelled out here because pocketgan.export imports torch and
@@ -214,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=2, help="threads for both PyTorch and ONNX Runtime (default 2)")
     s.set_defaults(func=cmd_demo)
 
+    add_distill_data_parser(sub)
     add_training_commands(sub)
     add_study_command(sub)
     return p

@@ -44,7 +44,11 @@ class ConceptRecipe:
             raise ValueError(f"select must be one of {SELECTION_METHODS}")
 
 
-def concept_layers() -> list[str]:
+def concept_layers(bundle=None) -> list[str]:
+    """The layers a new concept adapts: the bundle's (every concept of a bundle adapts the
+    same layers), or the default crucial layers."""
+    if bundle is not None:
+        return list(bundle.rank_pattern)
     from pocketgan.training.default_bundle import DEFAULT_CONCEPT_RANKS
 
     return list(DEFAULT_CONCEPT_RANKS)
@@ -63,7 +67,8 @@ def select_pairs(pairs, count: int | None, method: str, base, seed: int):
     return pairs.subset(idx), idx
 
 
-def search_ranks(base, name, pairs, recipe: ConceptRecipe, train, loss, init_tokens, checkpoint_dir: Path | None) -> dict:
+def search_ranks(base, name, pairs, recipe: ConceptRecipe, train, loss, init_tokens, checkpoint_dir: Path | None,
+                 layers: list[str] | None = None) -> dict:
     """Probe at ``probe_rank``, allocate ranks at the ``rank_budget`` uniform cost (see
     :mod:`pocketgan.training.rank_search`). Returns {"ranks", "layers", "probe_seconds", ...}."""
     from dataclasses import replace
@@ -77,7 +82,7 @@ def search_ranks(base, name, pairs, recipe: ConceptRecipe, train, loss, init_tok
     saved = checkpoint_dir / "search.json" if checkpoint_dir else None
     if saved and saved.is_file():
         return json.loads(saved.read_text())
-    layers = concept_layers()
+    layers = layers or concept_layers()
     probe_train = replace(train, steps=recipe.probe_steps,
                           checkpoint_dir=checkpoint_dir / "probe" if checkpoint_dir else None)
     probe = train_concept(base, name, pairs, uniform_ranks(layers, recipe.probe_rank), probe_train,
@@ -120,13 +125,13 @@ def run_train_concept(bundle: Path | None, data: Path, name: str, out: Path, rec
     ckpt = train.checkpoint_dir
     search = None
     if recipe.rank == "search":
-        search = search_ranks(base, name, pairs, recipe, train, loss, init_tokens, ckpt)
+        search = search_ranks(base, name, pairs, recipe, train, loss, init_tokens, ckpt, concept_layers(source))
         ranks = search["ranks"]
     else:
-        ranks = uniform_ranks(concept_layers(), recipe.rank)
+        ranks = uniform_ranks(concept_layers(source), recipe.rank)
     main_train = replace(train, checkpoint_dir=ckpt / "train" if ckpt else None)
     concept = train_concept(base, name, pairs, ranks, main_train, init_tokens=init_tokens, loss=loss,
-                            description=description or dataset.get("prompt") or name,
+                            description=description or dataset.get("prompt") or dataset.get("teacher_description") or name,
                             teacher=dataset.get("teacher", ""))
     concept.training |= {"dataset": str(data), "selected_pairs": [int(i) for i in indices],
                          "selection": recipe.select if recipe.pairs else "all"}
@@ -169,7 +174,8 @@ def run_train_base(data: dict[str, Path], out: Path, size: str, train, loss) -> 
     concepts = []
     for name in sorted(data):
         dataset = read_dataset_config(data[name])
-        concepts.append(token_only_concept(base, name, tokens[name], dataset.get("prompt") or name,
+        concepts.append(token_only_concept(base, name, tokens[name],
+                                           dataset.get("prompt") or dataset.get("teacher_description") or name,
                                            dataset.get("teacher", ""), {"base_training": True, "dataset": str(data[name])}))
     save_bundle(Bundle.from_parts(size, base, concepts), out)
     if train.checkpoint_dir and train.checkpoint_dir.exists():

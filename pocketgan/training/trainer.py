@@ -29,6 +29,7 @@ from tqdm import tqdm
 from pocketgan.concepts.concept import Concept
 from pocketgan.concepts.lora import inject_lora, lora_state_dict
 from pocketgan.models.generator import Generator, GeneratorConfig
+from pocketgan.training.pairs import PairSet  # noqa: F401  (re-exported: trainers take PairSets)
 from pocketgan.training.checkpoint import (
     CheckpointError, flatten_optimizer, has_checkpoint, load_checkpoint, save_checkpoint, unflatten_optimizer,
 )
@@ -102,25 +103,6 @@ class LossConfig:
         if self.mix_and_match:
             parts.append("mix-and-match")
         return " + ".join(parts)
-
-
-@dataclass
-class PairSet:
-    """Aligned photos and teacher edits: two (N, S, S, 3) uint8 arrays."""
-
-    inputs: np.ndarray
-    targets: np.ndarray
-
-    def __post_init__(self) -> None:
-        if self.inputs.shape != self.targets.shape or self.inputs.ndim != 4 or self.inputs.dtype != np.uint8:
-            raise ValueError(f"pairs must be two equal (N, S, S, 3) uint8 arrays, got {self.inputs.shape} / {self.targets.shape}")
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-    def subset(self, indices) -> "PairSet":
-        indices = np.asarray(indices)
-        return PairSet(self.inputs[indices], self.targets[indices])
 
 
 def to_model_range(batch: np.ndarray) -> torch.Tensor:
