@@ -121,7 +121,10 @@ def run_train_concept(bundle: Path | None, data: Path, name: str, out: Path, rec
     base = source.base_generator()
     dataset = read_dataset_config(data)
     pairs, indices = select_pairs(load_pairs(data), recipe.pairs, recipe.select, base, train.seed)
-    init_tokens = torch.stack([c.tokens for c in source.concepts]).mean(0)
+    # retraining a concept starts from its own tokens (e.g. the base's tokens of a concept
+    # learned in base training); a new one from the mean of the bundle's
+    init_tokens = (source.concept(name).tokens if name in source.concept_names
+                   else torch.stack([c.tokens for c in source.concepts]).mean(0))
     ckpt = train.checkpoint_dir
     search = None
     if recipe.rank == "search":
