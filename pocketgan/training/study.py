@@ -38,8 +38,9 @@ class StudyConfig:
     budget_rank: int = field(default=2, metadata={"help": "Searched ranks get the parameter count of this uniform rank."})
     probe_rank: int = field(default=4, metadata={"help": "Rank of the search's probe run."})
     probe_steps: int = field(default=100, metadata={"help": "Steps of the search's probe run."})
-    pair_counts: tuple[int, ...] = field(default=(8, 16, 32, 64), metadata={"help": "Subset sizes for quality vs pairs."})
-    random_counts: tuple[int, ...] = field(default=(8, 16), metadata={"help": "Subset sizes also run with random selection."})
+    pair_counts: tuple[int, ...] = field(default=(2, 4, 8, 16, 32, 64), metadata={"help": "Subset sizes for quality vs pairs."})
+    random_counts: tuple[int, ...] = field(default=(4, 8, 16), metadata={"help": "Subset sizes also run with random selection."})
+    rank_seeds: tuple[int, ...] = field(default=(1, 2), metadata={"help": "Extra training seeds of the uniform-vs-searched comparison (seed-to-seed spread)."})
     batch_size: int = field(default=8, metadata={"help": "Pairs per step."})
     crop: int = field(default=128, metadata={"help": "Training crop side."})
     seed: int = field(default=0, metadata={"help": "Seed of data, init and batches."})
@@ -51,6 +52,15 @@ class StudyConfig:
         if self.probe_rank <= self.budget_rank:
             raise ValueError("probe_rank must exceed budget_rank")
         self.pair_counts, self.random_counts = tuple(self.pair_counts), tuple(self.random_counts)
+        self.rank_seeds = tuple(self.rank_seeds)
+
+
+# Which runs to do (not how each run trains): changing these keeps the finished runs.
+RUN_LIST_FIELDS = ("pair_counts", "random_counts", "rank_seeds", "ablation")
+
+
+def _core(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in RUN_LIST_FIELDS}
 
 
 def ablation_losses():
@@ -94,7 +104,9 @@ class Study:
         path = self.data_dir / RESULTS
         if path.is_file():
             saved = json.loads(path.read_text())
-            if saved.get("config") == json.loads(json.dumps(asdict(self.config))):
+            current = json.loads(json.dumps(asdict(self.config)))
+            if _core(saved.get("config", {})) == _core(current):
+                saved["config"] = current
                 return saved
             print(f"{path}: results of a different study configuration; starting afresh")
         return {"config": asdict(self.config), "runs": {}}
@@ -114,12 +126,12 @@ class Study:
         print(f"study: {key}: {result['psnr_db']:.2f} dB, {result['seconds']:.0f} s, {result['trainable_parameters']:,} trainable")
         return result
 
-    def _train(self, steps: int):
+    def _train(self, steps: int, seed: int | None = None):
         from pocketgan.training.trainer import TrainConfig
 
         c = self.config
-        return TrainConfig(steps=steps, batch_size=c.batch_size, crop=c.crop, seed=c.seed, progress=self.progress,
-                           eval_every=c.eval_every, lr=5e-3)
+        return TrainConfig(steps=steps, batch_size=c.batch_size, crop=c.crop, seed=c.seed if seed is None else seed,
+                           progress=self.progress, eval_every=c.eval_every, lr=5e-3)
 
     def _evaluate(self, generator, tokens) -> dict:
         return self.held_out.score(lambda x: generator(x, tokens[0]))
@@ -152,12 +164,13 @@ class Study:
             return self._finish(record, 4 * (sum(p.numel() for p in generator.parameters()) + tokens.numel()))
         return self._run("full_finetune", run)
 
-    def lora(self, key: str, ranks: dict[str, int], pairs=None, loss=None, extra: dict | None = None) -> dict:
+    def lora(self, key: str, ranks: dict[str, int], pairs=None, loss=None, extra: dict | None = None,
+             seed: int | None = None) -> dict:
         from pocketgan.training.trainer import LossConfig, train_concept
 
         def run():
             concept = train_concept(self.base, self.config.concept, pairs or self.pairs, ranks,
-                                    self._train(self.config.concept_steps), init_tokens=self.init_tokens,
+                                    self._train(self.config.concept_steps, seed), init_tokens=self.init_tokens,
                                     loss=loss or LossConfig(), evaluate=self._evaluate)
             record = concept.training
             record["trainable_parameters"] = concept.num_parameters()
@@ -186,7 +199,10 @@ class Study:
         self.full_finetune()
         self.lora("lora_uniform_r1", uniform_ranks(layers, 1))
         self.lora(f"lora_uniform_r{c.budget_rank}", uniform_ranks(layers, c.budget_rank))
-        self.searched()
+        searched = self.searched()
+        for seed in c.rank_seeds:  # the same ranks, other training seeds: how large is the noise?
+            self.lora(f"lora_uniform_r{c.budget_rank}_seed{seed}", uniform_ranks(layers, c.budget_rank), seed=seed)
+            self.lora(f"lora_searched_seed{seed}", searched["ranks"], seed=seed)
         for n in c.pair_counts:
             subset, idx = select_pairs(self.pairs, n, "cluster", self.base, c.seed)
             self.lora(f"pairs_cluster_{n}", uniform_ranks(layers, 1), pairs=subset, extra={"indices": idx.tolist()})
@@ -201,6 +217,16 @@ class Study:
 
 
 # ------------------------------------------------------------------ report
+
+
+def seed_runs(runs: dict, key: str, cfg: dict) -> list[dict]:
+    """A run and its repeats with the extra training seeds (those that finished)."""
+    return [runs[key]] + [runs[f"{key}_seed{s}"] for s in cfg.get("rank_seeds", ()) if f"{key}_seed{s}" in runs]
+
+
+def _mean_std(rs: list[dict]) -> tuple[float, float]:
+    values = [r["psnr_db"] for r in rs]
+    return float(sum(values) / len(values)), float(__import__("numpy").std(values))
 
 
 def claims(results: dict) -> list[dict]:
@@ -218,11 +244,16 @@ def claims(results: dict) -> list[dict]:
                              f"never reached {scratch['psnr_db']:.2f} dB (best {max(e['psnr_db'] for e in lora['evals']):.2f})")
                             + (f"; {100 * share:.2f}% trainable" if share else ""),
                 "met": bool(reach and ratio <= 0.2 and share is not None and share <= 0.01)})
-    uni, srch = runs[f"lora_uniform_r{cfg['budget_rank']}"], runs["lora_searched"]
+    b = cfg["budget_rank"]
+    uni, srch = seed_runs(runs, f"lora_uniform_r{b}", cfg), seed_runs(runs, "lora_searched", cfg)
+    mu, su, ms, ss = _mean_std(uni) + _mean_std(srch)
+    margin = ms - mu
+    noise = max(su, ss)
     out.append({"claim": "searched ranks beat uniform ranks at equal parameter count",
-                "measured": (f"searched {srch['psnr_db']:.2f} dB with {srch['trainable_parameters']:,} params vs uniform "
-                             f"rank {cfg['budget_rank']} {uni['psnr_db']:.2f} dB with {uni['trainable_parameters']:,}"),
-                "met": srch["psnr_db"] > uni["psnr_db"] and srch["trainable_parameters"] <= uni["trainable_parameters"]})
+                "measured": (f"searched {ms:.2f} ± {ss:.2f} dB with {srch[0]['trainable_parameters']:,} params vs uniform "
+                             f"rank {b} {mu:.2f} ± {su:.2f} dB with {uni[0]['trainable_parameters']:,} "
+                             f"(mean ± std over {len(srch)} training seeds; difference {margin:+.2f} dB)"),
+                "met": margin > noise and srch[0]["trainable_parameters"] <= uni[0]["trainable_parameters"]})
     full = lora["psnr_db"]
     within = [n for n in cfg["pair_counts"] if runs.get(f"pairs_cluster_{n}", {}).get("psnr_db", -1e9) >= full - 0.5]
     out.append({"claim": "smallest number of pairs within 0.5 dB of training on all pairs",
@@ -328,6 +359,15 @@ def write_report(results: dict, out: Path) -> None:
                   "| layer | rank | update energy kept | update norm | parameters |", "|---|---:|---:|---:|---:|",
                   *[f"| `{row['layer']}` | {row['rank']} | {100 * row['energy_kept']:.1f}% | {row['update_norm']:.4f} | {row['parameters']:,} |"
                     for row in search["layers"]], ""]
+    uni, srch = seed_runs(runs, f"lora_uniform_r{b}", cfg), seed_runs(runs, "lora_searched", cfg)
+    if len(uni) > 1 or len(srch) > 1:
+        seeds = [cfg["seed"], *cfg.get("rank_seeds", ())]
+        lines += ["### Uniform vs searched over training seeds", "",
+                  "The same ranks trained with other seeds (batches, crops, LoRA init), to size the noise:", "",
+                  f"| training seed | uniform rank {b} | searched |", "|---:|---:|---:|",
+                  *[f"| {seed} | {u['psnr_db']:.2f} dB | {r['psnr_db']:.2f} dB |" for seed, u, r in zip(seeds, uni, srch)],
+                  f"| mean ± std | {_mean_std(uni)[0]:.2f} ± {_mean_std(uni)[1]:.2f} dB | "
+                  f"{_mean_std(srch)[0]:.2f} ± {_mean_std(srch)[1]:.2f} dB |", ""]
     lines += ["## Quality against the number of pairs", "",
               "| pairs | k-means selection | random selection |", "|---:|---:|---:|"]
     for n in cfg["pair_counts"]:
