@@ -80,7 +80,7 @@ def write_training_photos(folder: Path) -> int:
 def main(argv: list[str] | None = None) -> None:
     from pocketgan.bundle import Bundle, load_bundle, save_bundle
     from pocketgan.models.diagnostics import check_alive
-    from pocketgan.training.commands import ConceptRecipe, run_train_base, run_train_concept
+    from pocketgan.training.commands import ConceptRecipe, run_train_base, run_train_concept, token_only_concept
     from pocketgan.training.distill_data import DistillDataConfig, generate_pairs
     from pocketgan.training.photos import load_rgb, sample_photo_paths
     from pocketgan.training.trainer import LossConfig, TrainConfig, to_model_range
@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--base-steps", type=int, default=4000)
     ap.add_argument("--concept-steps", type=int, default=800)
     ap.add_argument("--base-lr", type=float, default=2e-3)
+    ap.add_argument("--base-from", type=Path,
+                    help="reuse this source bundle's base instead of training one (its concepts' tokens start the "
+                         "retraining of the same-named concepts; every LoRA is trained afresh)")
     ap.add_argument("--concept-loss", choices=("l1", "perceptual", "recipe"), default="perceptual",
                     help="concept stage loss: l1; perceptual = L1 + ensembled perceptual (default); recipe = + GAN, R1, mix-and-match")
     ap.add_argument("--strict-liveness", action="store_true",
@@ -113,6 +116,13 @@ def main(argv: list[str] | None = None) -> None:
                                          crops_per_photo=crops, seed=0), rank=0, world_size=1)
 
     base_dir, stage = work / "base", work / "stage"
+    if args.base_from and not base_dir.exists():
+        reused = load_bundle(args.base_from)
+        base_only = reused.base_generator()
+        concepts = [token_only_concept(base_only, c.name, c.tokens, c.description, c.teacher,
+                                       {"base_training": True, "tokens_from": str(args.base_from)})
+                    for c in reused.concepts]
+        save_bundle(Bundle.from_parts(reused.size, base_only, concepts), base_dir)
     if not base_dir.exists():
         train = TrainConfig(steps=args.base_steps, lr=args.base_lr, checkpoint_dir=work / "base.ckpt",
                             resume=(work / "base.ckpt").exists())
@@ -147,8 +157,9 @@ def main(argv: list[str] | None = None) -> None:
     for c in concepts:
         c.training["in_base_training"] = c.name in BASE_CONCEPTS
     save_bundle(Bundle.from_parts(args.size, final.base_generator(), concepts), args.out)
-    record = {"base": {"liveness": liveness, "steps": args.base_steps, "lr": args.base_lr, "loss": "L1",
-                       "concepts": list(BASE_CONCEPTS)},
+    base_record = ({"reused_from": str(args.base_from)} if args.base_from else
+                   {"steps": args.base_steps, "lr": args.base_lr, "loss": "L1", "concepts": list(BASE_CONCEPTS)})
+    record = {"base": {"liveness": liveness, **base_record}, "concept_loss": loss.summary(),
               "concepts": {c.name: c.training for c in concepts}, "photos": count, "crops_per_photo": crops,
               "total_seconds": round(time.perf_counter() - start, 1)}
     (args.out.parent / f"{args.out.name}.training.json").write_text(json.dumps(record, indent=2))
