@@ -101,12 +101,14 @@ class ExportConfig:
 def run_export(config: ExportConfig, progress: Callable[[str], None] | None = None) -> dict:
     """Export ``config.bundle`` to ``config.out``; return the written manifest.
 
-    The output is a complete bundle (base, concepts, export targets, manifest). It is
-    built in a staging directory and only replaces ``config.out`` once every artifact
-    has been written and has passed its parity check.
+    The output is a complete bundle (base, concepts, export targets, golden vectors,
+    manifest). It is built in a staging directory and only replaces ``config.out`` once
+    every artifact has been written and has passed its parity check. The golden vectors
+    are cut from the first parity photo (``pocketgan.export.golden``).
     """
     from pocketgan.export.coreml_target import DEFAULT_THRESHOLD_DB, write_coreml_target
     from pocketgan.export.executorch_target import write_executorch_target
+    from pocketgan.export.golden import write_golden
     from pocketgan.export.onnx_target import write_onnx_target
     from pocketgan.training.photos import list_images, sample_photo_paths
 
@@ -132,4 +134,4 @@ def run_export(config: ExportConfig, progress: Callable[[str], None] | None = No
         ),
     }
     return save_bundle(bundle, config.out, {t: (lambda staging, w=writers[t]: w(staging)) for t in config.targets},
-                       app=config.app)
+                       app=config.app, golden=lambda staging: write_golden(bundle, staging, photos[0]))

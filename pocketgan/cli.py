@@ -14,6 +14,7 @@ from pocketgan.runtime.errors import PocketganError
 from pocketgan.training.commands import add_training_commands
 from pocketgan.training.distill_data import add_distill_data_parser
 from pocketgan.training.study import add_study_command
+from pocketgan.web_demo_server import add_serve_demo_command
 
 # Choices of `pocketgan export`, spelled out here because pocketgan.export imports torch and
 # the runtime commands must not; tests/test_cli.py checks they match pocketgan.export.api.
@@ -218,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_distill_data_parser(sub)
     add_training_commands(sub)
     add_study_command(sub)
+    add_serve_demo_command(sub)
     return p
 
 

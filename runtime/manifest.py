@@ -96,6 +96,8 @@ def _check_references(m: dict) -> None:
             raise ManifestError(f"concept {c['name']!r} lists no files (only an app bundle may omit them)")
         for key, path in c.get("files", {}).items():
             need(path, f"concept {c['name']!r} {key}")
+        for key, path in c.get("golden", {}).items():
+            need(path, f"concept {c['name']!r} golden {key}")
         if set(c["ranks"]) != set(pattern):
             raise ManifestError(f"concept {c['name']!r} adapts different layers than the rank pattern")
         over = {k: r for k, r in c["ranks"].items() if r > pattern[k]}

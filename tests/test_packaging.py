@@ -17,7 +17,8 @@ from helpers import REPO_ROOT
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
 # top-level source folder -> the package it installs as
-ROOTS = {"pocketgan": "pocketgan", "export": "pocketgan.export", "runtime": "pocketgan.runtime"}
+ROOTS = {"pocketgan": "pocketgan", "export": "pocketgan.export", "runtime": "pocketgan.runtime",
+         "web_demo": "pocketgan.web_demo"}
 COPY_IGNORE = shutil.ignore_patterns(
     ".venv", ".git", "*.egg-info", "build", "dist", "__pycache__", ".pytest_cache", ".benchmarks",
     "demo_out", "out", "node_modules", "*.pyc",

@@ -156,14 +156,20 @@ TargetWriter = Callable[[Path], dict]
 """Writes a target's files under a staging bundle directory; returns its manifest entry."""
 
 
+GoldenWriter = Callable[[Path], dict[str, dict[str, str]]]
+"""Writes golden vectors under a staging bundle directory; returns ``{concept: {"input", "output"}}``."""
+
+
 def save_bundle(bundle: Bundle, dest: str | Path, targets: dict[str, TargetWriter] | None = None,
-                *, app: bool = False) -> dict:
+                *, app: bool = False, golden: GoldenWriter | None = None) -> dict:
     """Write ``bundle`` (and optional export targets) to ``dest`` atomically; return the manifest.
 
     Everything is built in a staging directory next to ``dest``; only a complete bundle
     (every target written and its parity check passed) replaces what was at ``dest``.
     ``app=True`` writes an app bundle: the manifest and the exported targets only, without
     the source weights (base safetensors, PEFT adapters) that only export and training read.
+    ``golden`` writes each concept's golden vectors (``pocketgan.export.golden``); they are
+    listed as ``concepts[].golden`` and kept in app bundles.
     """
     if app and not targets:
         raise ValueError("an app bundle needs at least one export target")
@@ -192,6 +198,10 @@ def save_bundle(bundle: Bundle, dest: str | Path, targets: dict[str, TargetWrite
                 },
             })
         target_entries = {name: write(staging) for name, write in (targets or {}).items()}
+        if golden is not None:
+            vectors = golden(staging)
+            for entry in concept_entries:
+                entry["golden"] = vectors[entry["name"]]
         if app:  # the targets are written (and parity-checked); the source goes
             shutil.rmtree(staging / "base")
             shutil.rmtree(staging / "concepts")

@@ -1,0 +1,240 @@
+"""``pocketgan serve-demo [BUNDLE]``: serve the web demo, a bundle and onnxruntime-web.
+
+Standard library only (``http.server``), no torch. Three trees, each on its own URL prefix:
+
+- ``/``: the demo page and its modules (``web_demo/``; installed as ``pocketgan.web_demo``),
+  only the page's own file types (no ``node_modules``, no tests, no dot-files);
+- ``/bundle/``: ``manifest.json`` and the files it lists in ``artifacts`` (nothing else of
+  the bundle directory), after checking every checksum once at start;
+- ``/ort/``: onnxruntime-web's ``dist/`` (``npm ci`` in ``web_demo/``, or ``--ort-dist``).
+
+Every response carries ``Cross-Origin-Opener-Policy: same-origin`` and
+``Cross-Origin-Embedder-Policy: require-corp``: the page is cross-origin isolated, so
+onnxruntime-web can run its WebAssembly kernels on several threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import posixpath
+import sys
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pocketgan.runtime.errors import BundleError, PocketganError
+
+MIME_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".md": "text/markdown; charset=utf-8",
+    ".wasm": "application/wasm",
+    ".onnx": "application/octet-stream",
+    ".onnx_adapter": "application/octet-stream",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".svg": "image/svg+xml",
+    ".ico": "image/x-icon",
+}
+# what the page itself is made of; anything else under web_demo/ is not served
+STATIC_SUFFIXES = (".html", ".js", ".css", ".svg", ".ico", ".png")
+STATIC_EXCLUDED = ("node_modules", "test", "__pycache__")
+ORT_PACKAGE = "onnxruntime-web"
+
+
+def static_root() -> Path:
+    """Where the demo page lives: the installed ``pocketgan.web_demo`` package, else the
+    ``web_demo/`` folder of a source checkout."""
+    try:
+        from importlib import resources
+
+        root = Path(str(resources.files("pocketgan.web_demo")))
+        if (root / "index.html").is_file():
+            return root
+    except ModuleNotFoundError:
+        pass
+    root = Path(__file__).resolve().parent.parent / "web_demo"
+    if not (root / "index.html").is_file():
+        raise PocketganError("the web demo's files are not installed (no web_demo/index.html)")
+    return root
+
+
+def ort_dist(static: Path, override: Path | None = None) -> Path:
+    """onnxruntime-web's ``dist/`` folder (``--ort-dist``, or ``web_demo/node_modules``)."""
+    dist = Path(override) if override else static / "node_modules" / ORT_PACKAGE / "dist"
+    if not (dist / "ort.wasm.min.mjs").is_file():
+        where = f"--ort-dist {override}" if override else str(dist)
+        raise PocketganError(
+            f"onnxruntime-web is not installed ({where} has no ort.wasm.min.mjs): run `npm ci` in {static} "
+            "(node 18+), or pass --ort-dist DIR with the dist/ folder of the onnxruntime-web npm package"
+        )
+    return dist
+
+
+def load_web_bundle(bundle: Path, verify: bool = True) -> dict:
+    """The bundle's manifest, checked: an ONNX export with concept adapters, every checksum."""
+    from pocketgan.runtime.manifest import load_manifest, verify_bundle
+
+    manifest = load_manifest(bundle)
+    onnx = manifest["targets"].get("onnx")
+    if onnx is None or "adapters" not in onnx:
+        raise BundleError(
+            f"{bundle} has no separate-mode ONNX export (base graph + adapters), which the web demo runs: "
+            f"pocketgan export {bundle} --for web --out web_bundle"
+        )
+    if verify:
+        verify_bundle(bundle, manifest)
+    return manifest
+
+
+class DemoServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, bundle: Path, manifest: dict, static: Path, ort: Path, quiet: bool = True):
+        self.bundle = Path(bundle).resolve()
+        self.manifest = manifest
+        self.static = static.resolve()
+        self.ort = ort.resolve()
+        self.quiet = quiet
+        super().__init__(address, DemoHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
+        return f"http://{shown}:{port}/"
+
+
+def _inside(root: Path, rel: str) -> Path | None:
+    """``root/rel`` if it is a file inside ``root`` (no ``..``, no dot-files), else None."""
+    parts = [p for p in rel.split("/") if p]
+    if not parts or any(p.startswith(".") for p in parts):
+        return None
+    path = root.joinpath(*parts).resolve()
+    if root not in path.parents or not path.is_file():
+        return None
+    return path
+
+
+class DemoHandler(BaseHTTPRequestHandler):
+    server: DemoServer
+    server_version = "pocketgan-demo"
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        if not self.server.quiet:
+            super().log_message(format, *args)
+
+    def _resolve(self, path: str) -> Path | None:
+        path = posixpath.normpath(unquote(path))
+        if path in ("/", "/."):
+            return self.server.static / "index.html"
+        if path.startswith("/bundle/"):
+            rel = path[len("/bundle/"):]
+            if rel != "manifest.json" and rel not in self.server.manifest["artifacts"]:
+                return None
+            return _inside(self.server.bundle, rel)
+        if path.startswith("/ort/"):
+            rel = path[len("/ort/"):]
+            return _inside(self.server.ort, rel) if "/" not in rel else None
+        rel = path.lstrip("/")
+        if rel.split("/")[0] in STATIC_EXCLUDED or not rel.endswith(STATIC_SUFFIXES):
+            return None
+        return _inside(self.server.static, rel)
+
+    def _send(self, head_only: bool) -> None:
+        path = self._resolve(urlsplit(self.path).path)
+        if path is None:
+            self.send_error(HTTPStatus.NOT_FOUND, "not part of the demo, the bundle or onnxruntime-web")
+            return
+        data = path.read_bytes()
+        suffix = ".onnx_adapter" if path.name.endswith(".onnx_adapter") else path.suffix.lower()
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", MIME_TYPES.get(suffix, "application/octet-stream"))
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if not head_only:
+            self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self._send(head_only=False)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._send(head_only=True)
+
+
+def make_server(bundle: Path | None = None, host: str = "127.0.0.1", port: int = 8000, *,
+                ort: Path | None = None, verify: bool = True, quiet: bool = True) -> DemoServer:
+    """A server for the demo (not yet serving: call ``serve_forever``). ``port=0`` picks a free port.
+    ``bundle=None`` serves the embedded default bundle."""
+    if bundle is None:
+        from pocketgan.runtime.session import default_bundle_path
+
+        bundle = default_bundle_path()
+    manifest = load_web_bundle(Path(bundle), verify=verify)
+    static = static_root()
+    return DemoServer((host, port), Path(bundle), manifest, static, ort_dist(static, ort), quiet=quiet)
+
+
+def serve_in_thread(server: DemoServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, name="pocketgan-demo", daemon=True)
+    thread.start()
+    return thread
+
+
+def cmd_serve_demo(args: argparse.Namespace) -> int:
+    server = make_server(args.bundle, args.host, args.port, ort=args.ort_dist, quiet=not args.verbose)
+    names = [c["name"] for c in server.manifest["concepts"]]
+    print(f"pocketgan web demo: {server.url}", flush=True)
+    print(f"  bundle   {server.bundle} ({len(names)} concepts: {', '.join(names)})", flush=True)
+    print(f"  runtime  onnxruntime-web from {server.ort}", flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"  serving on {args.host}: other machines can reach it", flush=True)
+    print("Ctrl-C to stop", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def add_serve_demo_command(sub) -> None:
+    """``pocketgan serve-demo``: add the subcommand to the CLI's subparsers."""
+    s = sub.add_parser("serve-demo", help="serve the web demo (onnxruntime-web) with a bundle on localhost")
+    s.add_argument("bundle", nargs="?", type=Path,
+                   help="exported bundle with an ONNX export, e.g. from `pocketgan export --for web` (default: the embedded one)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    s.add_argument("--ort-dist", type=Path,
+                   help="onnxruntime-web's dist/ folder (default: web_demo/node_modules/onnxruntime-web/dist, from `npm ci`)")
+    s.add_argument("--verbose", action="store_true", help="log every request")
+    s.set_defaults(func=cmd_serve_demo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pocketgan.web_demo_server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_serve_demo_command(sub)
+    args = parser.parse_args(["serve-demo", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.func(args)
+    except (PocketganError, OSError) as e:
+        print(f"pocketgan serve-demo: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
