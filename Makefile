@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-slow bench bench-matrix clean
+.PHONY: setup demo test test-slow bench bench-matrix bench-all clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench-matrix: setup
 	mkdir -p out
 	$(BIN)/python -m pytest benchmarks/test_export_matrix.py --benchmark-json=out/bench-matrix.json --benchmark-columns=median,iqr,rounds
 	$(BIN)/python benchmarks/matrix_report.py out/bench-matrix.json docs/export-matrix.md
+
+# pocketgan bench: every backend x precision x concept mode at 256 and 512, with the
+# pix2pix peer, GEMM peak, cold open, set_concept, peak memory -> docs/benchmarks/
+bench-all: setup
+	$(BIN)/pocketgan bench --out docs/benchmarks --cache out/bench-cache
 
 clean:
 	rm -rf $(VENV) demo_out out .pytest_cache .benchmarks

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from pocketgan.bench.api import add_bench_command
 from pocketgan.runtime.errors import PocketganError
 from pocketgan.training.commands import add_training_commands
 from pocketgan.training.distill_data import add_distill_data_parser
@@ -220,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_commands(sub)
     add_study_command(sub)
     add_serve_demo_command(sub)
+    add_bench_command(sub)
     return p
 
 
