@@ -45,6 +45,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
     ({"gemm_sizes": (8,)}, "gemm_sizes"),
     ({"backends": ("eager",), "precisions": ("int8",)}, "fp32 only"),
     ({"bundle": "/nonexistent/bundle"}, "not a bundle"),
+    ({"max_foreign_load": 0}, "max_foreign_load"),
+    ({"retries": -1}, "retries"),
 ])
 def test_config_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -95,6 +97,17 @@ def test_set_concept_and_open_timers():
             closed.append(1)
 
     assert measure.time_open(Thing, rounds=3).rounds == 3 and len(closed) == 4  # + the warm-up open
+
+
+def test_foreign_load_is_the_other_processes_share():
+    before = measure.CpuSnapshot(busy_s=100.0, total_s=200.0, own_s=10.0)
+    assert measure.foreign_load(before, measure.CpuSnapshot(110.0, 220.0, 20.0)) == 0.0  # only this process ran
+    assert measure.foreign_load(before, measure.CpuSnapshot(110.0, 220.0, 10.0)) == 0.5  # another one kept a core busy
+    assert measure.foreign_load(before, before) is None and measure.foreign_load(None, before) is None
+    snap = measure.cpu_snapshot()
+    assert snap is None or (snap.total_s >= snap.busy_s > 0 and snap.own_s > 0)
+    load = measure.wait_until_quiet(1.0, timeout=0, probe=0.05)
+    assert load is None or 0.0 <= load <= 1.0
 
 
 def test_resident_memory_and_bytes(tmp_path):
@@ -193,7 +206,8 @@ def bench_results(tmp_path_factory, source_bundle, exported_bundle):
     shutil.copytree(exported_bundle, cached)
     config = BenchConfig(out=out, bundle=source_bundle, backends=("onnx", "eager"), precisions=("fp32",), sizes=(256,),
                          threads=1, rounds=2, warmup=1, repeats=2, open_rounds=1, swap_rounds=20, peer_ngf=4,
-                         peer_blocks=1, gemm_sizes=(32,), memory=False, progress=False, command="pytest")
+                         peer_blocks=1, gemm_sizes=(32,), memory=False, progress=False, command="pytest",
+                         quiet_timeout=0, retries=0)
     return out, run_bench(config)
 
 
@@ -210,6 +224,7 @@ def test_run_bench_writes_schema_valid_results(bench_results):
     assert ort["open_ms"]["median"] > 0 and ort["set_concept_ms"]["median"] > 0 and ort["artifact_bytes"] > 0
     assert ort["ratios"]["vs_pix2pix_latency"] > 0 and ort["ratios"]["vs_eager_latency"] > 0
     assert ort["flops"] > 0 and 0 < ort["gemm_peak_share"] and ort["parity_psnr_db"] > 35
+    assert len(ort["latency_ms"]["foreign_load"]) == 2
     assert by_id["pix2pix/onnx/fp32/none/256"]["set_concept_ms"] is None
     assert results["machine"]["threads"] == 1 and results["machine"]["versions"]["onnxruntime"]
     assert {c["id"].split("/")[0] for c in results["claims"]} == {

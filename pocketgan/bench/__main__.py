@@ -7,7 +7,7 @@ from pocketgan.bench.api import add_bench_command
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pocketgan.bench")
+    parser = argparse.ArgumentParser(prog="pocketgan")  # usage reads "pocketgan bench ...", as the CLI
     sub = parser.add_subparsers(dest="command", required=True)
     add_bench_command(sub)
     args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])

@@ -49,6 +49,8 @@ class Group:
     extra: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     samples: list = field(default_factory=list)
+    foreign: list = field(default_factory=list)
+    retried: int = 0
     open_stats: object = None
     swap_stats: object = None
     memory: dict | None = None
@@ -170,7 +172,14 @@ def plan_groups(config: BenchConfig, log=None, bar=None) -> list[Group]:
 
 
 def _measure_pass(config: BenchConfig, groups: list[Group], repeat: int, inputs: dict, log, bar) -> None:
-    from pocketgan.bench.measure import time_calls, time_open, time_set_concept
+    from pocketgan.bench.measure import (
+        cpu_snapshot,
+        foreign_load,
+        time_calls,
+        time_open,
+        time_set_concept,
+        wait_until_quiet,
+    )
     from pocketgan.bench.runners import open_runner
 
     for g in groups:
@@ -187,8 +196,19 @@ def _measure_pass(config: BenchConfig, groups: list[Group], repeat: int, inputs:
                     g.swap_stats = time_set_concept(runner.set_concept, runner.concepts, rounds=config.swap_rounds)
                     runner.set_concept(g.concept)
             x = inputs[g.size]
-            g.samples.append(time_calls(lambda: runner.run(x), rounds=config.rounds, warmup=config.warmup,
-                                        max_seconds=config.max_group_seconds, min_rounds=config.min_rounds))
+            for attempt in range(config.retries + 1):
+                if config.quiet_timeout:
+                    wait_until_quiet(config.max_foreign_load, config.quiet_timeout)
+                before = cpu_snapshot()
+                samples = time_calls(lambda: runner.run(x), rounds=config.rounds, warmup=config.warmup,
+                                     max_seconds=config.max_group_seconds, min_rounds=config.min_rounds)
+                load = foreign_load(before, cpu_snapshot())
+                if load is None or load <= config.max_foreign_load or attempt == config.retries:
+                    break
+                g.retried += 1
+                log(f"{g.id}: other processes used {load:.0%} of the CPUs while it was timed; timing it again")
+            g.samples.append(samples)
+            g.foreign.append(load)
         except Exception as e:
             g.error = _error(e)
             log(f"{g.model} {g.backend} {g.precision} {g.mode} {g.size}²: {g.error}")
@@ -233,6 +253,14 @@ def _records(config: BenchConfig, groups: list[Group]) -> tuple[list[dict], dict
                          parity_psnr_db=g.parity, flops=flops, extra=dict(g.extra), notes=list(g.notes))
         if g.samples and all(g.samples):
             rec["latency_ms"] = latency_entry(g.samples, config.warmup, config.tolerance)
+            if any(f is not None for f in g.foreign):
+                rec["latency_ms"]["foreign_load"] = g.foreign
+                busy = [f for f in g.foreign if f is not None and f > config.max_foreign_load]
+                if busy:
+                    rec["notes"].append(f"other processes used up to {max(busy):.0%} of the CPUs while this group "
+                                        f"was timed (after {config.retries} retries)")
+            if g.retried:
+                rec["notes"].append(f"timed again {g.retried} time(s): other processes were busy")
         if g.open_stats is not None:
             rec["open_ms"] = g.open_stats.to_dict()
         if g.swap_stats is not None:
@@ -341,6 +369,11 @@ def add_bench_command(sub) -> None:
     s.add_argument("--threads", type=int, default=defaults.threads, help=f"threads of every backend (default {defaults.threads})")
     s.add_argument("--max-group-seconds", type=float, default=defaults.max_group_seconds,
                    help=f"cap on one group's timed runs per pass (default {defaults.max_group_seconds:g})")
+    s.add_argument("--max-foreign-load", type=float, default=defaults.max_foreign_load,
+                   help="time a group again when other processes used more than this share of the CPUs (default 0.10)")
+    s.add_argument("--retries", type=int, default=defaults.retries, help=f"how often (default {defaults.retries})")
+    s.add_argument("--quiet-timeout", type=float, default=defaults.quiet_timeout,
+                   help=f"seconds to wait for a quiet machine before each group (default {defaults.quiet_timeout:g}; 0: don't)")
     s.add_argument("--out", type=Path, default=defaults.out, help=f"output directory (default {defaults.out})")
     s.add_argument("--bundle", type=Path, help="source bundle (default: the embedded one)")
     s.add_argument("--cache", type=Path, help="export cache (default: OUT/cache)")
@@ -375,6 +408,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         out=args.out, backends=tuple(args.backends), precisions=tuple(args.precision), sizes=tuple(args.size),
         concept_modes=tuple(args.modes), threads=args.threads, rounds=args.rounds, warmup=args.warmup,
         repeats=args.repeats, tolerance=args.tolerance, max_group_seconds=args.max_group_seconds, bundle=args.bundle,
+        max_foreign_load=args.max_foreign_load, retries=args.retries, quiet_timeout=args.quiet_timeout,
         cache=args.cache, peers=args.peers, gemm=args.gemm, memory=args.memory, progress=args.progress,
         command="pocketgan bench " + shlex.join(sys.argv[2:] if len(sys.argv) > 1 and sys.argv[1] == "bench" else sys.argv[1:]),
     )

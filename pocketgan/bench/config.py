@@ -36,6 +36,11 @@ class BenchConfig:
     min_rounds: int = field(default=5, metadata={"help": "Timed runs a group gets even past max_group_seconds."})
     open_rounds: int = field(default=5, metadata={"help": "Cold bundle opens timed per group."})
     swap_rounds: int = field(default=2000, metadata={"help": "set_concept calls timed per group."})
+    max_foreign_load: float = field(default=0.10, metadata={
+        "help": "A group timed while other processes used more than this share of the CPUs is timed again."})
+    retries: int = field(default=2, metadata={"help": "How often a group disturbed by other processes is timed again."})
+    quiet_timeout: float = field(default=60.0, metadata={
+        "help": "Seconds to wait for other processes to quiet down before timing a group (0: do not wait)."})
     tolerance: float = field(default=0.10, metadata={
         "help": "Stability: repeated medians must be within this fraction of each other."})
     bundle: Path | None = field(default=None, metadata={"help": "Source bundle; None = the embedded default."})
@@ -87,6 +92,10 @@ class BenchConfig:
             self.min_rounds = self.rounds
         if self.max_group_seconds <= 0:
             raise ValueError(f"BenchConfig.max_group_seconds must be positive, got {self.max_group_seconds}")
+        if not 0 < self.max_foreign_load <= 1:
+            raise ValueError(f"BenchConfig.max_foreign_load is a fraction in (0, 1], got {self.max_foreign_load}")
+        if self.retries < 0 or self.quiet_timeout < 0:
+            raise ValueError("BenchConfig.retries and quiet_timeout must be >= 0")
         if not 0 < self.tolerance < 1:
             raise ValueError(f"BenchConfig.tolerance is a fraction in (0, 1), got {self.tolerance}")
         self.gemm_sizes = tuple(int(s) for s in self.gemm_sizes)

@@ -143,6 +143,53 @@ def file_bytes(paths: Sequence[Path]) -> int:
     return total
 
 
+# --- other processes ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    busy_s: float  # CPU seconds every process on the machine has used (all CPUs)
+    total_s: float  # CPU seconds that passed (wall time x CPUs)
+    own_s: float  # CPU seconds this process has used
+
+
+def cpu_snapshot() -> CpuSnapshot | None:
+    """Machine-wide and own CPU time (Linux ``/proc/stat``); ``None`` elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    busy = user + nice + system + irq + softirq + steal
+    t = os.times()
+    return CpuSnapshot(busy / tick, (busy + idle + iowait) / tick, t.user + t.system)
+
+
+def foreign_load(before: CpuSnapshot | None, after: CpuSnapshot | None) -> float | None:
+    """Share of the machine's CPU time other processes used between two snapshots
+    (0.0: only this process ran; 0.5: others kept one of two cores busy)."""
+    if before is None or after is None or after.total_s <= before.total_s:
+        return None
+    others = (after.busy_s - before.busy_s) - (after.own_s - before.own_s)
+    return min(1.0, max(0.0, others / (after.total_s - before.total_s)))
+
+
+def wait_until_quiet(threshold: float, timeout: float, probe: float = 1.0) -> float | None:
+    """Wait (up to ``timeout`` seconds) until other processes use at most ``threshold`` of
+    the machine over a ``probe``-second window; return the last window's foreign load."""
+    import time as _time
+
+    deadline = _time.monotonic() + timeout
+    while True:
+        before = cpu_snapshot()
+        _time.sleep(probe)
+        load = foreign_load(before, cpu_snapshot())
+        if load is None or load <= threshold or _time.monotonic() >= deadline:
+            return load
+
+
 # --- resident memory --------------------------------------------------------------------
 
 

@@ -131,7 +131,9 @@ def stability_lines(results: dict) -> list[str]:
     for rid in s["unstable"]:
         lat = by_id[rid]["latency_ms"]
         meds = ", ".join(_ms(m) for m in lat["repeat_medians"])
-        lines.append(f"- `{rid}`: medians {meds} (spread {100 * lat['spread']:.0f}%)")
+        loads = [f for f in lat.get("foreign_load") or [] if f is not None]
+        busy = f"; other processes used up to {100 * max(loads):.0f}% of the CPUs meanwhile" if loads and max(loads) > 0.05 else ""
+        lines.append(f"- `{rid}`: medians {meds} (spread {100 * lat['spread']:.0f}%){busy}")
     return lines
 
 
