@@ -11,9 +11,11 @@ QDQ quantizer (int8 per-channel weights, uint8 activations calibrated on real ph
 held out from the parity photos, see ``pocketgan.export.calibration``). In the separate
 mode the nodes that consume a concept tensor (the LoRA A/B convolutions and matmuls, the
 transposes of the Linear LoRA weights, the cross-attention key/value path of the concept
-tokens) stay float, so every concept tensor is still an overridable fp32 graph input
-with its zero initializer and every ``.onnx_adapter`` applies unchanged. Details and
-measurements: ``docs/quantization.md``.
+tokens) stay float, so every concept tensor is still an overridable graph input with
+its zero initializer and every ``.onnx_adapter`` applies. The int8 graph takes the
+concept tensors as float16 (cast to float where read; the adapters are half the size);
+the manifest's ``concept_input_dtype`` says which. Details and measurements:
+``docs/quantization.md``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ PRECISIONS = ("fp32", "int8")
 # Default parity gate per precision (PSNR in dB vs the fp32 PyTorch model on real photos):
 # int8 rounds every activation to 256 levels, so its gate is lower.
 PARITY_THRESHOLD_DB = {"fp32": 35.0, "int8": 30.0}
+# Separate mode: the dtype of the concept inputs and so of every adapter's tensors
+# (manifest ``concept_input_dtype``). int8 stores them as float16 (half_concept_inputs).
+CONCEPT_INPUT_DTYPES = {"fp32": "float32", "int8": "float16"}
 
 
 def _export_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str]):
@@ -100,12 +105,37 @@ def add_zero_defaults(proto, names: list[str]) -> None:
         proto.graph.initializer.append(numpy_helper.from_array(np.zeros(shapes[name], np.float32), name))
 
 
-def concept_feeds(bundle: Bundle, concept: str) -> dict[str, np.ndarray]:
-    """The concept's tensors under the graph's public input names (padded to the pattern)."""
+def concept_feeds(bundle: Bundle, concept: str, dtype=np.float32) -> dict[str, np.ndarray]:
+    """The concept's tensors under the graph's public input names (padded to the pattern),
+    as ``dtype`` (the graph's concept input type: ``CONCEPT_INPUT_DTYPES``)."""
     c = bundle.concept(concept)
-    feeds = {k: v.detach().numpy().astype(np.float32) for k, v in c.padded(bundle.rank_pattern).items()}
-    feeds[CONCEPT_TOKENS] = c.tokens.reshape(1, *c.tokens.shape).detach().numpy().astype(np.float32)
+    feeds = {k: v.detach().numpy().astype(dtype) for k, v in c.padded(bundle.rank_pattern).items()}
+    feeds[CONCEPT_TOKENS] = c.tokens.reshape(1, *c.tokens.shape).detach().numpy().astype(dtype)
     return feeds
+
+
+def half_concept_inputs(proto, names: list[str]) -> None:
+    """Store every concept input as float16: the graph input, its zero default and so
+    every adapter (half the bytes), with one ``Cast`` to float per input where the graph
+    reads it. Used for int8, where the LoRA weights' rounding to fp16 is far below the
+    int8 activations' error; ORT never constant-folds the cast of an overridable input."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    names = list(names)
+    wanted = set(names)
+    rename = {n: f"{n}.f32" for n in names}
+    for node in proto.graph.node:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+    for inp in proto.graph.input:
+        if inp.name in wanted:
+            inp.type.tensor_type.elem_type = TensorProto.FLOAT16
+    for init in proto.graph.initializer:
+        if init.name in wanted:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
+    # the casts read graph inputs only: prepending keeps topological order
+    for i, name in enumerate(names):
+        proto.graph.node.insert(i, helper.make_node("Cast", [name], [rename[name]], name=f"{name}.cast",
+                                                    to=TensorProto.FLOAT))
 
 
 def write_adapter(path: Path, feeds: dict[str, np.ndarray]) -> None:
@@ -364,18 +394,21 @@ def quantize_int8(proto, calibration: list[dict[str, np.ndarray]], *, float_inpu
     return quantized
 
 
-def check_float_inputs(proto, names: list[str]) -> None:
-    """Every concept input must still be an fp32 graph input with a same-named fp32
-    initializer, consumed by float nodes only (never by a QuantizeLinear)."""
+def check_float_inputs(proto, names: list[str], dtype: str = "float32") -> None:
+    """Every concept input must still be a float graph input (``dtype``: ``float32``, or
+    ``float16`` after :func:`half_concept_inputs`) with a same-named initializer of that
+    type, consumed by float nodes only (never by a QuantizeLinear)."""
+    from onnx import TensorProto
+
     inputs = {i.name: i for i in proto.graph.input}
     inits = {i.name: i for i in proto.graph.initializer}
-    float_type = onnx_float()
+    float_type = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}[dtype]
     for name in names:
         if name not in inputs or inputs[name].type.tensor_type.elem_type != float_type:
-            raise QuantizationError(f"int8 ONNX: concept input {name!r} is no longer an fp32 graph input; "
+            raise QuantizationError(f"int8 ONNX: concept input {name!r} is no longer a {dtype} graph input; "
                                     "its adapters could not apply. Nothing was written.")
         if name not in inits or inits[name].data_type != float_type:
-            raise QuantizationError(f"int8 ONNX: concept input {name!r} lost its fp32 default initializer. "
+            raise QuantizationError(f"int8 ONNX: concept input {name!r} lost its {dtype} default initializer. "
                                     "Nothing was written.")
         quantizers = [n.name for n in proto.graph.node if name in n.input and n.op_type in ("QuantizeLinear", "DequantizeLinear")]
         if quantizers:
@@ -438,18 +471,22 @@ def write_onnx_target(
             feeds = [{INPUT_NAME: x, **concept_feeds(bundle, name)}
                      for name in bundle.concept_names for x in calibration.inputs]
             proto = quantize_int8(proto, feeds, float_inputs=public)
+            half_concept_inputs(proto, public)
+            check_float_inputs(proto, public, "float16")
+        adapter_dtype = CONCEPT_INPUT_DTYPES[precision]
         model_bytes = proto.SerializeToString()
         (out / "generator.onnx").write_bytes(model_bytes)
         session = _session(model_bytes)
         entry["model"] = f"{ONNX_DIR}/generator.onnx"
         entry["concept_inputs"] = {public_name(n): list(t.shape) for n, t in tensors.items()}
+        entry["concept_input_dtype"] = adapter_dtype
         entry["adapters"] = {}
         scores["separate"] = {}
         (out / "adapters").mkdir(exist_ok=True)
         for name in bundle.concept_names:
             step(f"adapter {name}")
             rel = f"{ONNX_DIR}/adapters/{name}.onnx_adapter"
-            write_adapter(staging / rel, concept_feeds(bundle, name))
+            write_adapter(staging / rel, concept_feeds(bundle, name, np.dtype(adapter_dtype)))
             adapter = ort.LoraAdapter()
             adapter.Load(str(staging / rel))
             run_options = ort.RunOptions()

@@ -91,10 +91,11 @@ def test_int8_onnx_concept_inputs_stay_overridable(int8_onnx):
     model = onnx.load(str(staging / entry["model"]))
     inputs = {i.name: i for i in model.graph.input}
     inits = {i.name: i for i in model.graph.initializer}
+    assert entry["concept_input_dtype"] == "float16"  # int8 stores the concept tensors as halves
     for name, shape in entry["concept_inputs"].items():
-        assert inputs[name].type.tensor_type.elem_type == onnx.TensorProto.FLOAT, name
+        assert inputs[name].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16, name
         assert [d.dim_value for d in inputs[name].type.tensor_type.shape.dim] == shape
-        assert inits[name].data_type == onnx.TensorProto.FLOAT, name  # the zero default is intact
+        assert inits[name].data_type == onnx.TensorProto.FLOAT16, name  # the zero default is intact
         assert not np.any(onnx.numpy_helper.to_array(inits[name])), name
     overridable = {i.name for i in _session(staging / entry["model"]).get_overridable_initializers()}
     assert set(entry["concept_inputs"]) <= overridable
@@ -110,13 +111,19 @@ def test_int8_onnx_lora_nodes_stay_float(int8_onnx):
     staging, entry = int8_onnx
     graph = onnx.load(str(staging / entry["model"])).graph
     produced_by = {o: n for n in graph.node for o in n.output}
-    concept = set(entry["concept_inputs"])
+    inputs = set(entry["concept_inputs"])
+    # each float16 concept input is read by exactly one Cast to float, and by nothing else
+    casts = {n.input[0]: n for n in graph.node if set(n.input) & inputs}
+    assert set(casts) == inputs
+    for name, cast in casts.items():
+        assert cast.op_type == "Cast" and cast.attribute[0].i == onnx.TensorProto.FLOAT, cast
+    concept = {c.output[0] for c in casts.values()}  # the float concept tensors
     lora_nodes = [n for n in graph.node if concept & set(n.input)]
     assert len(lora_nodes) >= len(concept)  # every LoRA tensor is consumed
     for node in lora_nodes:
         assert node.op_type not in ("QuantizeLinear", "DequantizeLinear"), node
         for name in concept & set(node.input):
-            assert name not in produced_by, (node.name, name)  # the graph input, not a copy
+            assert produced_by[name].input[0] in inputs, (node.name, name)  # the cast input, not a copy
     # the LoRA convolutions themselves: float weights from the concept inputs, float activations
     lora_convs = [n for n in lora_nodes if n.op_type == "Conv"]
     assert lora_convs and all(n.input[1] in concept for n in lora_convs)
@@ -164,6 +171,23 @@ def test_int8_onnx_is_small(int8_onnx, separate_export):
     assert ratio <= 0.35, ratio
 
 
+def test_int8_onnx_adapters_are_half_size(int8_onnx, separate_export, concept_names):
+    """int8 adapters hold float16 tensors: about half the bytes of the fp32 export's."""
+    import onnxruntime as ort
+
+    from helpers import read_manifest
+
+    staging, entry = int8_onnx
+    fp32 = read_manifest(separate_export)["targets"]["onnx"]
+    assert fp32["concept_input_dtype"] == "float32"
+    for name in concept_names:
+        params = ort.AdapterFormat.read_adapter(str(staging / entry["adapters"][name])).get_parameters()
+        assert {v.data_type() for v in params.values()} == {"tensor(float16)"}, name
+        half = (staging / entry["adapters"][name]).stat().st_size
+        full = (separate_export / fp32["adapters"][name]).stat().st_size
+        assert half < 0.6 * full, (name, half, full)
+
+
 def test_concept_nodes_finds_every_lora_node(tiny_bundle):
     """Graph traversal from the concept inputs: 2 Conv per LoRA conv layer, and for each
     Linear the Transposes of A and B plus the two MatMuls that use them."""
@@ -191,6 +215,34 @@ def test_concept_nodes_finds_every_lora_node(tiny_bundle):
     assert all(set(n.input) & (set(public) | {o for e in excluded for o in e.output}) for n in excluded)
 
 
+def test_half_concept_inputs_rewires_every_reader():
+    """After half_concept_inputs the input and its default are float16, read by one Cast,
+    and the graph computes what it did with the same values (rounded to float16)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pocketgan.export.onnx_target import check_float_inputs, half_concept_inputs
+
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("edited", TensorProto.FLOAT, [1, 2])
+    w = helper.make_tensor_value_info("w", TensorProto.FLOAT, [1, 2])
+    nodes = [helper.make_node("Add", ["image", "w"], ["t"]), helper.make_node("Mul", ["t", "w"], ["edited"])]
+    graph = helper.make_graph(nodes, "g", [x, w], [y], [numpy_helper.from_array(np.zeros((1, 2), np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    half_concept_inputs(model, ["w"])
+    check_float_inputs(model, ["w"], "float16")
+    assert [n.op_type for n in model.graph.node] == ["Cast", "Add", "Mul"]
+    assert [n for n in model.graph.node if "w" in n.input] == [model.graph.node[0]]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    a = np.array([[1.0, 2.0]], np.float32)
+    wv = np.array([[0.1, -3.0]], np.float16)
+    got = session.run(None, {"image": a, "w": wv})[0]
+    np.testing.assert_allclose(got, (a + wv.astype(np.float32)) * wv.astype(np.float32), rtol=1e-6)
+    np.testing.assert_array_equal(session.run(None, {"image": a})[0], np.zeros((1, 2), np.float32))  # zero default
+    with pytest.raises(Exception):
+        check_float_inputs(model, ["w"])  # no longer float32
+
+
 def test_check_float_inputs_fails_loudly():
     from onnx import TensorProto, helper, numpy_helper
 
@@ -203,7 +255,7 @@ def test_check_float_inputs_fails_loudly():
                               [numpy_helper.from_array(np.zeros((1, 2), np.float32), "w")])
     check_float_inputs(helper.make_model(graph), ["w"])
     del graph.input[1]  # what the quantizer does to a LoRA tensor it quantizes
-    with pytest.raises(QuantizationError, match="no longer an fp32 graph input"):
+    with pytest.raises(QuantizationError, match="no longer a float32 graph input"):
         check_float_inputs(helper.make_model(graph), ["w"])
 
 

@@ -410,6 +410,29 @@ def test_web_demo_in_chromium(browser_tools, web_bundle, test_photo, tmp_path):
     _keep_screenshot(screenshot, "web_demo_tiny.png", report)
 
 
+def test_web_demo_runs_an_int8_bundle(browser_tools, source_bundle, test_photo, tmp_path):
+    """`pocketgan export --for web --precision int8`: the int8 graph takes float16 concept
+    tensors; the page feeds the adapters' halves as they are and edits like the runtime."""
+    from pocketgan.export import ExportConfig, run_export
+
+    bundle = tmp_path / "web_int8"
+    run_export(ExportConfig(out=bundle, bundle=source_bundle, platform="web", precision="int8"))
+    onnx = read_manifest(bundle)["targets"]["onnx"]
+    assert onnx["precision"] == "int8" and onnx["concept_input_dtype"] == "float16"
+    server = _start(bundle)
+    out, screenshot = tmp_path / "page", tmp_path / "web_demo_int8.png"
+    try:
+        results = _drive(server.url, test_photo, out, screenshot, webcam=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert results["concepts"] == list(CONCEPT_NAMES)
+    scores = _page_vs_runtime(bundle, test_photo, out, results)
+    assert all(db >= PSNR_DB for db in scores.values()), scores
+    assert all(g["passed"] for g in results["golden"]), results["golden"]
+    print(json.dumps({"bundle": "tiny, --for web --precision int8", "psnr_db_vs_python_runtime": scores}, indent=1))
+
+
 @pytest.mark.skipif(not has_default_bundle(), reason="the embedded default bundle is not built")
 def test_web_demo_runs_the_default_bundle(browser_tools, test_photo, tmp_path):
     """`pocketgan serve-demo` without a bundle: the shipped concepts, edited in the page."""

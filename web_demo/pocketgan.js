@@ -64,6 +64,9 @@ function checkManifest(m, where) {
       `${where}: the ONNX export has concept mode ${JSON.stringify(onnx.concept_mode)}; the web runtime needs the ` +
       'separate mode (a base graph + adapters): export with --concepts separate (the default) or both');
   }
+  if (onnx.concept_input_dtype !== undefined && !['float32', 'float16'].includes(onnx.concept_input_dtype)) {
+    throw new ManifestError(`${where}: targets.onnx.concept_input_dtype ${JSON.stringify(onnx.concept_input_dtype)} is not float32 or float16`);
+  }
   for (const c of m.concepts) {
     if (!(c.name in onnx.adapters)) throw new ManifestError(`${where}: concept ${JSON.stringify(c.name)} has no ONNX adapter`);
   }
@@ -254,6 +257,8 @@ export async function openBundle(url, { ort, executionProviders = ['wasm'], sess
   const reader = new ArtifactReader(base, manifest, doFetch, verify);
   const conceptInputs = onnx.concept_inputs;
   const names = Object.keys(conceptInputs);
+  // int8 exports take the concept tensors as float16 (manifest concept_input_dtype)
+  const conceptDtype = onnx.concept_input_dtype || 'float32';
 
   const [modelBytes, adapters] = await Promise.all([
     reader.bytes(onnx.model),
@@ -283,7 +288,10 @@ export async function openBundle(url, { ort, executionProviders = ['wasm'], sess
       if (JSON.stringify(p.dims) !== JSON.stringify(conceptInputs[name])) {
         throw new BundleError(`adapter of ${JSON.stringify(concept)}: ${name} has shape ${JSON.stringify(p.dims)}, the model takes ${JSON.stringify(conceptInputs[name])}`);
       }
-      tensors[name] = new ort.Tensor('float32', p.data, p.dims);
+      if (p.dtype !== conceptDtype) {
+        throw new BundleError(`adapter of ${JSON.stringify(concept)}: ${name} is ${p.dtype}, the model takes ${conceptDtype}`);
+      }
+      tensors[name] = conceptDtype === 'float16' ? new ort.Tensor('float16', p.half, p.dims) : new ort.Tensor('float32', p.data, p.dims);
     }
     if (adapter.parameters.size !== names.length) {
       const extra = [...adapter.parameters.keys()].filter((n) => !(n in conceptInputs));

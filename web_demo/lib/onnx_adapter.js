@@ -72,8 +72,10 @@ function float16ToFloat32(h) {
  * Parse an .onnx_adapter file.
  * @param {ArrayBuffer|Uint8Array} data
  * @returns {{formatVersion: number, adapterVersion: number, modelVersion: number,
- *            parameters: Map<string, {dims: number[], data: Float32Array}>}}
- *   float32 tensors (float16 ones are widened to float32)
+ *            parameters: Map<string, {dims: number[], data: Float32Array, dtype: string, half?: Uint16Array}>}}
+ *   ``data``: the values as float32 (float16 ones widened); ``dtype``: the file's own type,
+ *   ``float32`` or ``float16``; ``half``: the raw float16 bits (float16 only), what a
+ *   model whose concept inputs are float16 takes
  */
 export function parseOnnxAdapter(data) {
   // a plain Uint8Array view (Node's Buffer.slice does not copy)
@@ -107,18 +109,19 @@ export function parseOnnxAdapter(data) {
     const raw = rawVec ? bytes.subarray(r.check(rawVec[0], rawVec[1]), rawVec[0] + rawVec[1]) : new Uint8Array(0);
     const elements = dims.reduce((a, b) => a * b, 1);
     let values;
+    let half;
     if (dataType === FLOAT) {
       if (raw.byteLength !== elements * 4) throw new Error(`adapter parameter ${name}: ${raw.byteLength} bytes for ${elements} float32 values`);
       values = new Float32Array(new Uint8Array(raw).buffer); // a copy: aligned, independent of the file's buffer
     } else if (dataType === FLOAT16) {
       if (raw.byteLength !== elements * 2) throw new Error(`adapter parameter ${name}: ${raw.byteLength} bytes for ${elements} float16 values`);
-      const halves = new Uint16Array(new Uint8Array(raw).buffer);
-      values = Float32Array.from(halves, float16ToFloat32);
+      half = new Uint16Array(new Uint8Array(raw).buffer);
+      values = Float32Array.from(half, float16ToFloat32);
     } else {
       throw new Error(`adapter parameter ${name}: data type ${dataType} is not supported (float32 or float16)`);
     }
     if (name === null) throw new Error(`adapter parameter ${i} has no name`);
-    adapter.parameters.set(name, { dims, data: values });
+    adapter.parameters.set(name, half ? { dims, data: values, dtype: 'float16', half } : { dims, data: values, dtype: 'float32' });
   }
   return adapter;
 }
