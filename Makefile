@@ -35,7 +35,8 @@ bench: setup
 	$(BIN)/python benchmarks/report.py out/bench-slice.json | tee out/bench-slice.md
 
 # Every backend x precision x concept mode (exports 8 variants of the default bundle
-# first: about 30 min on 2 cores). Writes docs/export-matrix.md; fails if a claim is unmet.
+# first, about 30 min on 2 cores, cached with pocketgan bench's exports in out/bench-cache).
+# Writes docs/export-matrix.md; fails if a claim is unmet.
 bench-matrix: setup
 	mkdir -p out
 	$(BIN)/python -m pytest benchmarks/test_export_matrix.py --benchmark-json=out/bench-matrix.json --benchmark-columns=median,iqr,rounds

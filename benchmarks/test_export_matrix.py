@@ -13,6 +13,7 @@ on macOS: here its rows record size, and its latency benchmarks are skipped.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,51 +22,30 @@ import torch
 
 ROUNDS = dict(rounds=20, warmup_rounds=3, iterations=1)
 MODES = ("separate", "merged")
+SIZE = 256
 EXPORTS = [("onnx", "fp32"), ("onnx", "int8"), ("executorch", "fp32"), ("executorch", "int8"),
            ("coreml", "fp32"), ("coreml", "fp16"), ("coreml", "int8"), ("coreml", "palettize4")]
-_exports: dict[tuple[str, str], tuple[Path, dict]] = {}
+# The exports are pocketgan bench's (same cache, same keys): a re-run after a change to one
+# backend's exporter re-exports that backend only.
+CACHE = Path(os.environ.get("POCKETGAN_BENCH_CACHE", "out/bench-cache"))
 
 
-def _export(tmp_path_factory, target: str, precision: str) -> tuple[Path, dict]:
+def _export(target: str, precision: str):
     """The default bundle exported to one (target, precision), both concept modes (cached)."""
-    key = (target, precision)
-    if key not in _exports:
-        from pocketgan.export import ExportConfig, run_export
+    from pocketgan.bench.exports import export_bundle
 
-        out = tmp_path_factory.mktemp(f"matrix-{target}-{precision}") / "bundle"
-        config = ExportConfig(out=out, targets=(target,), concepts="both", precision=precision,
-                              coreml_ios17_fallback=False)
-        manifest = run_export(config, progress=lambda m: print(f"  [{target} {precision}] {m}", file=sys.stderr))
-        _exports[key] = (out, manifest)
-    return _exports[key]
-
-
-def _dir_bytes(manifest: dict, prefix: str) -> int:
-    """Bytes of every artifact at or below ``prefix`` (a file or a package directory)."""
-    return sum(a["bytes"] for p, a in manifest["artifacts"].items() if p == prefix or p.startswith(prefix + "/"))
-
-
-def artifact_bytes(target: str, entry: dict, manifest: dict, mode: str) -> int:
-    """What an app ships for all the bundle's concepts in ``mode``."""
-    if target == "onnx":
-        paths = [entry["model"], *entry["adapters"].values()] if mode == "separate" else list(entry["merged"].values())
-    elif target == "executorch":
-        paths = [entry["program"] if mode == "separate" else entry["merged_program"]]
-    else:
-        paths = [entry["package"] if mode == "separate" else entry["merged_package"]]
-    return sum(_dir_bytes(manifest, p) for p in paths)
+    return export_bundle(target, precision, SIZE, CACHE,
+                         progress=lambda m: print(f"  [{target} {precision}] {m}", file=sys.stderr))
 
 
 def source_bytes() -> dict:
     """The reference for the separate-mode size claim: fp32 base weights + one adapter
     file per concept (the default source bundle's safetensors)."""
-    from pocketgan.runtime.manifest import load_manifest
-    from pocketgan.runtime.session import default_bundle_path
+    from pocketgan.bench.exports import source_bytes as bundle_source_bytes
+    from pocketgan.bench.exports import source_manifest
 
-    m = load_manifest(default_bundle_path())
-    adapters = [m["artifacts"][c["files"]["adapter_weights"]]["bytes"] + m["artifacts"][c["files"]["embedding"]]["bytes"]
-                for c in m["concepts"]]
-    return {"base": m["artifacts"][m["base"]["weights"]]["bytes"], "adapters": adapters}
+    src = bundle_source_bytes(source_manifest(None))
+    return {"base": src["base"], "adapters": list(src["concepts"].values())}
 
 
 @pytest.fixture(scope="session")
@@ -79,18 +59,18 @@ def photo_input():
 @pytest.mark.benchmark(group="export-matrix")
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("target, precision", EXPORTS, ids=[f"{t}-{p}" for t, p in EXPORTS])
-def test_matrix(benchmark, tmp_path_factory, threads, photo_input, target, precision, mode):
+def test_matrix(benchmark, threads, photo_input, target, precision, mode):
     from pocketgan.runtime import Runtime
     from pocketgan.runtime.errors import BackendUnavailableError
 
-    out, manifest = _export(tmp_path_factory, target, precision)
+    export = _export(target, precision)
+    out, manifest = export.path, export.manifest
     entry = manifest["targets"][target]
-    psnr = entry["parity"]["psnr_db"].get(mode, {})
     concepts = [c["name"] for c in manifest["concepts"]]
     benchmark.extra_info.update(
         backend=target, precision=precision, concept_mode=mode, threads=threads, concepts=len(concepts),
-        bytes=artifact_bytes(target, entry, manifest, mode),
-        worst_psnr_db=min(psnr.values()) if psnr else None,
+        bytes=export.artifact_bytes(mode),
+        worst_psnr_db=export.worst_psnr_db(mode),
         parity_threshold_db=entry["parity"]["threshold_db"],
         source=source_bytes(),
     )

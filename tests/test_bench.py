@@ -470,3 +470,29 @@ def test_android_script_end_to_end_with_a_fake_adb(exported_bundle, tmp_path):
     assert all(r["artifact_bytes"] for r in results["records"])
     calls = (tmp_path / "adb-calls.txt").read_text()
     assert "push" in calls and "-x 4" in calls and "-r 5" in calls
+
+
+def test_cache_keys_follow_the_exporter_code(tmp_path, monkeypatch):
+    """A cached export is keyed by the code that wrote it: each backend's own exporter
+    file changes that backend's key only; the shared export code changes every key."""
+    import pocketgan.export
+    from pocketgan.bench import peers
+
+    keys = {b: peers.cache_key(backend=b, size=256) for b in ("onnx", "executorch", "coreml")}
+    assert len(set(keys.values())) == 3
+    assert keys == {b: peers.cache_key(backend=b, size=256) for b in keys}  # deterministic
+
+    real = Path(pocketgan.export.__file__).parent
+    fake = tmp_path / "export"
+    shutil.copytree(real, fake, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(pocketgan.export, "__file__", str(fake / "__init__.py"))
+    assert {b: peers.cache_key(backend=b, size=256) for b in keys} == keys  # same bytes, same keys
+    with open(fake / "onnx_target.py", "a") as f:
+        f.write("\n# changed\n")
+    changed = {b: peers.cache_key(backend=b, size=256) for b in keys}
+    assert changed["onnx"] != keys["onnx"]
+    assert changed["executorch"] == keys["executorch"] and changed["coreml"] == keys["coreml"]
+    with open(fake / "parity.py", "a") as f:
+        f.write("\n# changed\n")
+    shared = {b: peers.cache_key(backend=b, size=256) for b in keys}
+    assert all(shared[b] != changed[b] for b in keys)

@@ -39,8 +39,9 @@ def _dir_bytes(manifest: dict, prefix: str) -> int:
 
 
 def artifact_bytes(target: str, entry: dict, manifest: dict, mode: str) -> int:
-    """Bytes an app ships for every concept of a bundle's ``target`` export in ``mode``
-    (the same count as ``benchmarks/test_export_matrix.py``)."""
+    """Bytes an app ships for every concept of a bundle's ``target`` export in ``mode``:
+    separate: the shared base + per-concept adapters/methods/functions; merged: every
+    concept's own full model."""
     if target == "onnx":
         paths = [entry["model"], *entry["adapters"].values()] if mode == "separate" else list(entry["merged"].values())
     elif target == "executorch":
@@ -51,8 +52,10 @@ def artifact_bytes(target: str, entry: dict, manifest: dict, mode: str) -> int:
 
 
 def source_bytes(manifest: dict) -> dict:
-    """fp32 base weights + each concept's files (adapter weights, config, embedding)."""
-    concepts = {c["name"]: sum(manifest["artifacts"][f]["bytes"] for f in c["files"].values())
+    """fp32 base weights + each concept's tensors (its adapter weights and embedding
+    safetensors; the JSON adapter config is left out): what an app would ship to run the
+    bundle in PyTorch, and the reference of the separate-mode size claim."""
+    concepts = {c["name"]: sum(manifest["artifacts"][f]["bytes"] for f in c["files"].values() if f.endswith(".safetensors"))
                 for c in manifest["concepts"] if "files" in c}
     return {"base": manifest["artifacts"][manifest["base"]["weights"]]["bytes"], "concepts": concepts}
 
@@ -103,8 +106,9 @@ def cache_path(target: str, precision: str, size: int, cache: Path, *, bundle: P
     src = source_manifest(bundle)
     identity = {"base": src["base"]["sha256"], "rank_pattern": src.get("rank_pattern"),
                 "concepts": {p: a["sha256"] for p, a in src["artifacts"].items() if p.startswith("concepts/")}}
-    key = cache_key(model="pocketgan", source=identity, target=target, precision=precision, size=size,
-                    concepts="both", parity_threshold_db=parity_threshold_db, calibration=calibration)
+    key = cache_key(model="pocketgan", source=identity, backend=target, precision=precision, size=size,
+                    concepts="both", parity_threshold_db=parity_threshold_db, calibration=calibration,
+                    coreml_ios17_fallback=False)
     return Path(cache) / f"pocketgan-{target}-{precision}-{size}-{key}"
 
 
@@ -124,7 +128,9 @@ def export_bundle(target: str, precision: str, size: int, cache: Path, *, bundle
         step(f"export pocketgan {target} {precision} {size}² (both concept modes; cached in {path.name})")
         if calibration is not None:
             step(f"  calibrating on {calibration.name}: the default set would not fit ONNX Runtime's calibrator in memory")
+        # no per-concept iOS 17 packages: no benchmark counts them
         config = ExportConfig(out=path, bundle=bundle, targets=(target,), concepts="both", precision=precision,
-                              image_size=size, parity_threshold_db=parity_threshold_db, calibration_photos=calibration)
+                              image_size=size, parity_threshold_db=parity_threshold_db, calibration_photos=calibration,
+                              coreml_ios17_fallback=False)
         run_export(config, progress=lambda m: step(f"  {target} {precision} {size}²: {m}"))
     return BundleExport(target, precision, size, path, load_manifest(path))

@@ -82,7 +82,7 @@ def _versions() -> dict:
     import importlib.metadata as md
 
     out = {"pocketgan": pocketgan.__version__}
-    for dist in ("torch", "onnxruntime", "executorch", "onnx"):
+    for dist in ("torch", "onnxruntime", "executorch", "onnx", "coremltools"):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -90,8 +90,34 @@ def _versions() -> dict:
     return out
 
 
-def cache_key(**settings) -> str:
-    blob = json.dumps({**settings, "versions": _versions()}, sort_keys=True)
+# The exporter code a cached artifact of each backend depends on (besides the model and
+# LoRA definitions): changing one of these files re-exports that backend only.
+_EXPORTER_FILES = {"onnx": ("onnx_target.py",), "executorch": ("executorch_target.py",),
+                   "coreml": ("coreml_target.py",), "eager": ()}
+_SHARED_EXPORT_FILES = ("api.py", "calibration.py", "parity.py", "golden.py")
+
+
+def exporter_fingerprint(backend: str) -> str:
+    """sha256 of the source files that shape ``backend``'s exported artifacts: the
+    backend's exporter, the shared export code, and the model, LoRA and bundle packages.
+    Part of every cache key, so a cached export never outlives the code that wrote it."""
+    import pocketgan.export
+
+    root = Path(pocketgan.__file__).parent
+    export_dir = Path(pocketgan.export.__file__).parent
+    files = [export_dir / f for f in (*_SHARED_EXPORT_FILES, *_EXPORTER_FILES[backend])]
+    for package in ("models", "concepts", "bundle"):
+        files += sorted((root / package).glob("*.py"))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_key(*, backend: str, **settings) -> str:
+    """Hash of the settings, the toolchain versions and :func:`exporter_fingerprint`."""
+    blob = json.dumps({**settings, "backend": backend, "versions": _versions(),
+                       "exporter": exporter_fingerprint(backend)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
