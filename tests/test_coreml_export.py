@@ -259,8 +259,8 @@ def test_weights_are_deduplicated(fp16, tiny_bundle):
 
 def test_precision_sizes(fp16, fp32, int8, tiny_bundle):
     """Weight blobs: fp16 about half of fp32, int8 about a quarter. (The program text,
-    ~65-70 KB per function, is the same in every precision: on the 149 K-parameter tiny
-    generator it keeps whole-package ratios higher, see docs/coreml.md.)"""
+    ~45 KB per function with compacted names, is about the same in every precision: on the
+    149 K-parameter tiny generator it keeps whole-package ratios higher, see docs/coreml.md.)"""
     s16, s32, s8 = fp16[1]["sizes"], fp32[1]["sizes"], int8[1]["sizes"]
     assert s16["package_weights"] <= 0.55 * s32["package_weights"], (s16, s32)
     assert s8["package_weights"] <= 0.3 * s32["package_weights"], (s8, s32)
@@ -303,6 +303,178 @@ def test_effective_threshold():
     assert effective_threshold("fp32", 35.0) == effective_threshold("fp16", 35.0) == 35.0
     assert effective_threshold("int8", 35.0) == effective_threshold("palettize4", 35.0) == 30.0
     assert effective_threshold("int8", 25.0) == 25.0 and effective_threshold("fp16", 40.0) == 40.0
+
+
+# --- compact names: the program's internal names are short, the graph is unchanged -----------------
+
+INTERFACE = {"image", "edited"}
+
+
+@pytest.fixture(scope="module")
+def compacted(tiny_bundle):
+    """(before, after): one concept converted by ``convert_function`` (int8: casts, constexpr
+    ops with blob-valued arguments), captured just before and after ``compact_names``."""
+    from pocketgan.export import coreml_target as cm
+
+    captured = {}
+    real = cm.compact_names
+
+    def capture(mlmodel):
+        captured["before"] = mlmodel
+        captured["after"] = real(mlmodel)
+        return captured["after"]
+
+    name = tiny_bundle.concept_names[1]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cm, "compact_names", capture)
+        out = cm.convert_function(tiny_bundle.model_for(name, "separate"), tiny_bundle.example_inputs(),
+                                  precision="int8", target="iOS18")
+    assert out is captured["after"]
+    return captured["before"], captured["after"]
+
+
+def _graph(function) -> tuple:
+    """A MIL function (``MIL_pb2.Function``) without its internal names: every op (type,
+    arguments as references to the producing op's position and output index or to a
+    function input, non-name attributes, output types, nested blocks), in order. Raises
+    KeyError on a reference to a name nothing defined."""
+    where = {value.name: ("input", value.name) for value in function.inputs}
+
+    def serial(message) -> bytes:
+        return message.SerializeToString(deterministic=True)
+
+    def block(b, path: tuple) -> tuple:
+        for k, value in enumerate(b.inputs):
+            where[value.name] = ("block input", path, k)
+        ops = []
+        for i, op in enumerate(b.operations):
+            args = {param: [where[x.name] if x.WhichOneof("binding") == "name" else ("value", serial(x.value))
+                            for x in argument.arguments] for param, argument in sorted(op.inputs.items())}
+            nested = [block(n, (*path, i, k)) for k, n in enumerate(op.blocks)]
+            attrs = {k: serial(v) for k, v in sorted(op.attributes.items()) if k != "name"}
+            ops.append((op.type, args, attrs, sorted(op.attributes), [serial(o.type) for o in op.outputs], nested))
+            for j, value in enumerate(op.outputs):
+                where[value.name] = ("op", (*path, i), j)
+        return tuple(ops), [where[n] for n in b.outputs], [serial(v.type) for v in b.inputs]
+
+    return ([(v.name, serial(v.type)) for v in function.inputs], function.opset,
+            {k: block(b, (k,)) for k, b in sorted(function.block_specializations.items())})
+
+
+def _names(program, ops: bool = True) -> set[str]:
+    """Every variable name of an ML program, and with ``ops`` every op's ``name``."""
+    names = set()
+
+    def block(b):
+        names.update(v.name for v in b.inputs)
+        names.update(b.outputs)
+        for op in b.operations:
+            names.update(v.name for v in op.outputs)
+            names.update(x.name for a in op.inputs.values() for x in a.arguments if x.WhichOneof("binding") == "name")
+            if ops and "name" in op.attributes:
+                names.update(op.attributes["name"].immediateValue.tensor.strings.values)
+            for n in op.blocks:
+                block(n)
+
+    for function in program.functions.values():
+        names.update(v.name for v in function.inputs)
+        for b in function.block_specializations.values():
+            block(b)
+    return names
+
+
+def _milproto_load(spec, weights_dir):
+    """The ML program loaded back into pymil (coremltools' milproto frontend): raises on a
+    reference to an undefined name or a type that does not match its op."""
+    from coremltools.converters.mil.frontend.milproto.load import load
+
+    return load(spec, spec.specificationVersion, str(weights_dir))
+
+
+def test_compact_names_keeps_the_graph(compacted):
+    """Same ops in the same order, each argument read from the same producer and output,
+    same constants (values and blob offsets), types, function inputs and outputs."""
+    before, after = (m.get_spec() for m in compacted)
+    assert after.description == before.description
+    assert list(after.mlProgram.functions) == list(before.mlProgram.functions) == ["main"]
+    old, new = before.mlProgram.functions["main"], after.mlProgram.functions["main"]
+    assert _graph(new) == _graph(old)
+    assert [v.name for v in new.inputs] == ["image"] and list(new.block_specializations[new.opset].outputs) == ["edited"]
+    assert len(_names(after.mlProgram, ops=False)) == len(_names(before.mlProgram, ops=False))  # one-to-one
+    assert after.mlProgram.ByteSize() < 0.75 * before.mlProgram.ByteSize()
+
+
+def test_compacted_program_loads_into_pymil(compacted):
+    before, after = compacted
+    spec = after.get_spec()
+    prog = _milproto_load(spec, after.weights_dir)
+    function = prog.functions["main"]
+    assert [v.name for v in function.outputs] == ["edited"] and list(function.inputs) == ["image"]
+    ops = [op.op_type for op in function.operations]
+    assert ops == [op.op_type for op in _milproto_load(before.get_spec(), before.weights_dir).functions["main"].operations]
+    assert "constexpr_blockwise_shift_scale" in ops
+
+
+def test_no_long_internal_names(compacted, fp16):
+    """Only the interface keeps its names; everything else is ``v<n>``, in the converted
+    function and in the saved packages (the merge into a multifunction package keeps them)."""
+    import coremltools as ct
+
+    staging, entry = fp16
+    programs = [compacted[1].get_spec().mlProgram]
+    for rel in [entry["package"], *entry["ios17"]["packages"].values()]:
+        programs.append(ct.utils.load_spec(str(staging / rel)).mlProgram)
+    for program in programs:
+        internal = _names(program) - INTERFACE
+        assert internal and all(re.fullmatch(r"v\d+", n) and len(n) <= 8 for n in internal), sorted(internal)[:20]
+
+
+def test_compaction_shrinks_the_multifunction_package(compacted, tmp_path):
+    """Merged into a multifunction package, the compacted program is much smaller; the
+    weights are the same bytes."""
+    from pocketgan.export.coreml_target import merge_functions, save_package
+
+    data = {}
+    for label, mlmodel in zip(("before", "after"), compacted):
+        save_package(mlmodel, tmp_path / f"{label}.mlpackage")
+        merged = tmp_path / f"merged-{label}.mlpackage"
+        merge_functions({"one": tmp_path / f"{label}.mlpackage", "two": tmp_path / f"{label}.mlpackage"}, merged, "one")
+        data[label] = {p.name: p.read_bytes() for p in (merged / "Data/com.apple.CoreML").rglob("*") if p.is_file()}
+    assert data["after"]["weight.bin"] == data["before"]["weight.bin"]
+    assert len(data["after"]["model.mlmodel"]) < 0.75 * len(data["before"]["model.mlmodel"])
+
+
+def test_compact_program_control_flow():
+    """Nested blocks (cond, while_loop: block inputs defined twice under one name), names
+    that look like the short ones (an input ``v1``, an op ``v0``): renamed one-to-one, the
+    graph unchanged, and the program still loads."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    from pocketgan.export.coreml_target import compact_names
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 3, 4, 4)), mb.TensorSpec(shape=(1,))],
+                opset_version=ct.target.iOS17)
+    def prog(v1, flag):
+        x = mb.mul(x=v1, y=2.0, name="a_rather_long_name_for_an_intermediate_value")
+        pred = mb.greater(x=mb.reduce_sum(x=flag), y=0.0)
+        y = mb.cond(pred=pred, _true_fn=lambda: mb.add(x=x, y=1.0, name="v0"), _false_fn=lambda: mb.sub(x=x, y=1.0))
+        _, z = mb.while_loop(_cond=lambda i, acc: mb.less(x=i, y=3.0),
+                             _body=lambda i, acc: (mb.add(x=i, y=1.0), mb.mul(x=acc, y=y)),
+                             loop_vars=(mb.const(val=np.float32(0.0)), y))
+        return mb.relu(x=z, name="the_output")
+
+    before = ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
+                        skip_model_load=True, pass_pipeline=ct.PassPipeline.EMPTY)
+    after = compact_names(before)
+    old, new = before.get_spec(), after.get_spec()
+    assert new.description == old.description
+    assert "while_loop" in [op.type for op in new.mlProgram.functions["main"].block_specializations["CoreML7"].operations]
+    assert _graph(new.mlProgram.functions["main"]) == _graph(old.mlProgram.functions["main"])
+    internal = _names(new.mlProgram) - {"v1", "flag", "the_output"}
+    assert internal and all(re.fullmatch(r"v\d+", n) for n in internal), sorted(internal)
+    assert len(_names(new.mlProgram, ops=False)) == len(_names(old.mlProgram, ops=False))
+    _milproto_load(new, after.weights_dir)
 
 
 # --- parity: recorded honestly on Linux, gate plumbing with a stand-in predictor -----------------
