@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-slow bench bench-matrix bench-all clean
+.PHONY: setup demo test test-slow bench bench-matrix bench-all bench-suite clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,13 @@ bench-matrix: setup
 # pix2pix peer, GEMM peak, cold open, set_concept, peak memory -> docs/benchmarks/
 bench-all: setup
 	$(BIN)/pocketgan bench --out docs/benchmarks --cache out/bench-cache
+
+# The same measurements as bench-all, timed by pytest-benchmark (BENCH_* variables:
+# benchmarks/test_bench_suite.py), with the same export cache.
+bench-suite: setup
+	mkdir -p out
+	$(BIN)/python -m pytest benchmarks/test_bench_suite.py --benchmark-json=out/bench-suite.json
+	$(BIN)/python benchmarks/bench_results.py out/bench-suite.json out/bench-suite
 
 clean:
 	rm -rf $(VENV) demo_out out .pytest_cache .benchmarks

@@ -27,7 +27,7 @@ EXPORTS = [("onnx", "fp32"), ("onnx", "int8"), ("executorch", "fp32"), ("executo
            ("coreml", "fp32"), ("coreml", "fp16"), ("coreml", "int8"), ("coreml", "palettize4")]
 # The exports are pocketgan bench's (same cache, same keys): a re-run after a change to one
 # backend's exporter re-exports that backend only.
-CACHE = Path(os.environ.get("POCKETGAN_BENCH_CACHE", "out/bench-cache"))
+CACHE = Path(os.environ.get("BENCH_CACHE", "out/bench-cache"))
 
 
 def _export(target: str, precision: str):
