@@ -157,7 +157,7 @@ def test_app_manifest_fixtures_follow_the_schema():
 
 def _sources(*suffixes: str) -> list[Path]:
     found = []
-    for root in (ANDROID, IOS):
+    for root in (ANDROID, IOS, REPO_ROOT / "device_harness"):
         for p in sorted(root.rglob("*")):
             if p.suffix in suffixes and p.is_file() and not any(
                     part in {"build", ".gradle", ".build", "DerivedData", ".swiftpm"} for part in p.relative_to(root).parts):
@@ -271,9 +271,11 @@ def _names_in_manifests() -> set[str]:
 
 
 def _app_sources() -> list[Path]:
-    """Sources that run in the apps (unit tests may name a fixture's concepts)."""
+    """Sources that run in the apps (unit tests and the device harness's XCTest may name a
+    fixture's or the peer's tensors)."""
     return [p for p in KOTLIN_SOURCES + SWIFT_SOURCES
-            if not any(part in {"test", "androidTest", "Tests", "AppTests"} for part in p.relative_to(REPO_ROOT).parts)]
+            if not any(part in {"test", "androidTest", "Tests", "AppTests", "device_harness"}
+                       for part in p.relative_to(REPO_ROOT).parts)]
 
 
 def test_apps_take_concept_method_function_and_tensor_names_from_the_manifest():

@@ -1,5 +1,4 @@
 import CoreML
-import Darwin
 import PocketganCore
 import XCTest
 
@@ -19,23 +18,6 @@ import XCTest
 /// POCKETGAN_BENCH_WARMUP (3), POCKETGAN_BENCH_REPEATS (2).
 final class DemoBenchmarkTests: XCTestCase {
     static let resultName = "pocketgan-bench-ios-demo.json"
-
-    static func residentPeakBytes() -> Int? {
-        var info = mach_task_basic_info()
-        var count = mach_msg_type_number_t(MemoryLayout<mach_task_basic_info>.size / MemoryLayout<natural_t>.size)
-        let kr = withUnsafeMutablePointer(to: &info) {
-            $0.withMemoryRebound(to: integer_t.self, capacity: Int(count)) {
-                task_info(mach_task_self_, task_flavor_t(MACH_TASK_BASIC_INFO), $0, &count)
-            }
-        }
-        return kr == KERN_SUCCESS ? Int(info.resident_size_max) : nil
-    }
-
-    static func deviceModel() -> String {
-        var system = utsname()
-        uname(&system)
-        return withUnsafeBytes(of: &system.machine) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
-    }
 
     /// Bytes of every file the manifest lists under a package path (what the app ships for it).
     static func packageBytes(_ manifest: BundleManifest, _ paths: [String]) -> Int {
@@ -60,24 +42,15 @@ final class DemoBenchmarkTests: XCTestCase {
                 open: { EngineBenchTarget(try CoreMLEngine.open(bundle, forceIOS17: forceIOS17)) },
                 artifactBytes: Self.packageBytes(manifest, probe.packagePaths),
                 parityPsnrDb: parity,
-                rss: { Self.residentPeakBytes() }))
+                rss: { BenchReport.residentPeakBytes() }))
         }
         XCTAssertFalse(records.isEmpty, "no Core ML model could be opened")
         let date = ISO8601DateFormatter().string(from: Date())
-        let device = Self.deviceModel()
-        let machine: [String: Any] = [
-            "cpu_model": device, "cpu_flags": [String](), "logical_cpus": ProcessInfo.processInfo.processorCount,
-            "usable_cpus": ProcessInfo.processInfo.activeProcessorCount, "threads": NSNull(),
-            "memory_bytes": Int(ProcessInfo.processInfo.physicalMemory),
-            "os": "iOS \(ProcessInfo.processInfo.operatingSystemVersionString)", "device": device, "python": NSNull(),
-            "versions": ["pocketgan": manifest.pocketganVersion ?? "?"], "date": date, "load_average": NSNull(),
-        ]
+        let machine = BenchReport.machine(created: date, pocketganVersion: manifest.pocketganVersion)
         let doc = BenchReport.document(machine: machine, records: records, settings: settings, created: date,
                                        command: "xcodebuild test -only-testing:PocketganDemoTests/DemoBenchmarkTests",
                                        manifest: manifest)
-        let data = try BenchReport.json(doc)
-        let documents = FileManager.default.urls(for: .documentDirectory, in: .userDomainMask)[0]
-        try data.write(to: documents.appendingPathComponent(Self.resultName), options: .atomic)
+        let data = try BenchReport.saveInDocuments(doc, name: Self.resultName)
         let attachment = XCTAttachment(data: data, uniformTypeIdentifier: "public.json")
         attachment.name = Self.resultName
         attachment.lifetime = .keepAlways

@@ -94,47 +94,31 @@ function clip8(ss) {
   return v < 0 ? 0 : v > 255 ? 255 : v;
 }
 
-function horizontalPass(src, srcW, rows, rowOffset, outW, { ksize, bounds, kk }) {
+/**
+ * One pass of the separable resize over packed RGB bytes (srcW pixels a row): an image of
+ * outW x rows whose pixel (xx, yy) sums the taps of one coefficient row along one axis,
+ * rounded to 8 bits. Horizontal: coefficient row xx, taps along source row yy + rowOffset;
+ * vertical (rowOffset 0, outW = srcW): coefficient row yy, taps down source column xx.
+ */
+function resamplePass(src, srcW, outW, rows, rowOffset, horizontal, { ksize, bounds, kk }) {
   const out = new Uint8Array(outW * rows * 3);
+  const tapStride = horizontal ? 1 : srcW;
   for (let yy = 0; yy < rows; yy++) {
-    const rowBase = (yy + rowOffset) * srcW;
     for (let xx = 0; xx < outW; xx++) {
-      const xmin = bounds[xx * 2];
-      const xmax = bounds[xx * 2 + 1];
-      const kb = xx * ksize;
+      const j = horizontal ? xx : yy;
+      const first = bounds[j * 2];
+      const taps = bounds[j * 2 + 1];
+      const kb = j * ksize;
+      const base = (horizontal ? (yy + rowOffset) * srcW : xx) + first * tapStride;
       let s0 = ROUNDING, s1 = ROUNDING, s2 = ROUNDING;
-      for (let x = 0; x < xmax; x++) {
-        const w = kk[kb + x];
-        const i = (rowBase + x + xmin) * 3;
+      for (let t = 0; t < taps; t++) {
+        const w = kk[kb + t];
+        const i = (base + t * tapStride) * 3;
         s0 += src[i] * w;
         s1 += src[i + 1] * w;
         s2 += src[i + 2] * w;
       }
       const o = (yy * outW + xx) * 3;
-      out[o] = clip8(s0);
-      out[o + 1] = clip8(s1);
-      out[o + 2] = clip8(s2);
-    }
-  }
-  return out;
-}
-
-function verticalPass(src, srcW, outH, { ksize, bounds, kk }) {
-  const out = new Uint8Array(srcW * outH * 3);
-  for (let yy = 0; yy < outH; yy++) {
-    const ymin = bounds[yy * 2];
-    const ymax = bounds[yy * 2 + 1];
-    const kb = yy * ksize;
-    for (let xx = 0; xx < srcW; xx++) {
-      let s0 = ROUNDING, s1 = ROUNDING, s2 = ROUNDING;
-      for (let y = 0; y < ymax; y++) {
-        const w = kk[kb + y];
-        const i = ((y + ymin) * srcW + xx) * 3;
-        s0 += src[i] * w;
-        s1 += src[i + 1] * w;
-        s2 += src[i + 2] * w;
-      }
-      const o = (yy * srcW + xx) * 3;
       out[o] = clip8(s0);
       out[o + 1] = clip8(s1);
       out[o + 2] = clip8(s2);
@@ -165,13 +149,13 @@ export function resizeBicubic(rgb, width, height, outW, outH) {
       const yFirst = vert.bounds[0];
       const yLast = vert.bounds[outH * 2 - 2] + vert.bounds[outH * 2 - 1];
       for (let i = 0; i < outH; i++) vert.bounds[i * 2] -= yFirst;
-      src = horizontalPass(rgb, width, yLast - yFirst, yFirst, outW, horiz);
+      src = resamplePass(rgb, width, outW, yLast - yFirst, yFirst, true, horiz);
       srcW = outW;
     }
-    return needV ? verticalPass(src, srcW, outH, vert) : src;
+    return needV ? resamplePass(src, srcW, srcW, outH, 0, false, vert) : src;
   }
-  const src = needV ? verticalPass(rgb, width, outH, vert) : rgb;
-  return needH ? horizontalPass(src, width, outH, 0, outW, horiz) : src;
+  const src = needV ? resamplePass(rgb, width, width, outH, 0, false, vert) : rgb;
+  return needH ? resamplePass(src, width, outW, outH, 0, true, horiz) : src;
 }
 
 // --- letterbox ---------------------------------------------------------------------------

@@ -74,22 +74,27 @@ try {
     return { width, height, concept: r.concept, timings: r.timings, rgb: btoa(s) };
   });
   const edits = () => page.evaluate(() => window.pocketganDemo.state.edits);
+  // does what a user does and waits for the page's edits it starts (`count` of them; the
+  // last one of `concept` when given)
+  const andWaitForEdit = async (action, { count = 1, concept = null } = {}) => {
+    const before = await edits();
+    await action();
+    await page.waitForFunction(([n, k, c]) => {
+      const s = window.pocketganDemo.state;
+      return s.edits >= n + k && (c === null || s.lastResult.concept === c);
+    }, [before, count, concept]);
+  };
+  const clickConcept = (concept) =>
+    andWaitForEdit(() => page.click(`.concept[data-concept="${concept}"]`), { concept });
 
   // a user opens a photo with the file picker
-  let before = await edits();
-  await page.setInputFiles('#file', args.photo);
-  await page.waitForFunction((n) => window.pocketganDemo.state.edits > n, before);
+  await andWaitForEdit(() => page.setInputFiles('#file', args.photo));
   mark('photo');
 
   // ... and clicks every concept
   results.edits = {};
   for (const concept of results.buttons) {
-    before = await edits();
-    await page.click(`.concept[data-concept="${concept}"]`);
-    await page.waitForFunction(([n, c]) => {
-      const s = window.pocketganDemo.state;
-      return s.edits > n && s.lastResult.concept === c;
-    }, [before, concept]);
+    await clickConcept(concept);
     const out = await lastOutput();
     writeFileSync(join(args.out, `${concept}.rgb`), Buffer.from(out.rgb, 'base64'));
     results.edits[concept] = { width: out.width, height: out.height, timings: out.timings,
@@ -124,28 +129,22 @@ try {
 
   // the sample photo (the bundle's golden input) and a photo dropped on the page
   if (await page.isVisible('#sample')) {
-    before = await edits();
-    await page.click('#sample');
-    await page.waitForFunction((n) => window.pocketganDemo.state.edits > n, before);
+    await andWaitForEdit(() => page.click('#sample'));
     results.sample = await page.textContent('#before-caption');
   }
-  before = await edits();
   const dataTransfer = await page.evaluateHandle((b64) => {
     const dt = new DataTransfer();
     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
     dt.items.add(new File([bytes], 'dropped.png', { type: 'image/png' }));
     return dt;
   }, readFileSync(args.photo).toString('base64'));
-  await page.dispatchEvent('#before-panel', 'drop', { dataTransfer });
-  await page.waitForFunction((n) => window.pocketganDemo.state.edits > n, before);
+  await andWaitForEdit(() => page.dispatchEvent('#before-panel', 'drop', { dataTransfer }));
   results.dropped = await page.textContent('#before-caption');
   mark('sample+drop');
 
   // the fake webcam: a few live frames
   if (args.webcam) {
-    before = await edits();
-    await page.click('#webcam');
-    await page.waitForFunction((n) => window.pocketganDemo.state.edits >= n + 3, before);
+    await andWaitForEdit(() => page.click('#webcam'), { count: 3 });
     results.webcam = await page.evaluate(() => ({
       frames: window.pocketganDemo.state.edits,
       timing: document.getElementById('timing').textContent,
@@ -153,21 +152,14 @@ try {
     }));
     await page.click('#webcam');
     // back to the photo for the screenshot
-    before = await edits();
-    await page.setInputFiles('#file', args.photo);
-    await page.waitForFunction((n) => window.pocketganDemo.state.edits > n, before);
+    await andWaitForEdit(() => page.setInputFiles('#file', args.photo));
     mark('webcam');
   }
 
   // the screenshot: the photo edited with a concept picked in the page
   if (args.screenshot) {
     const concept = args['screenshot-concept'] || results.buttons[results.buttons.length - 1];
-    before = await edits();
-    await page.click(`.concept[data-concept="${concept}"]`);
-    await page.waitForFunction(([n, c]) => {
-      const s = window.pocketganDemo.state;
-      return s.edits > n && s.lastResult.concept === c;
-    }, [before, concept]);
+    await clickConcept(concept);
     await page.screenshot({ path: args.screenshot, fullPage: true });
     results.screenshot = { path: args.screenshot, concept, timing: await page.textContent('#timing') };
   }

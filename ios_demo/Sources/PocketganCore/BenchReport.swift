@@ -20,7 +20,7 @@ public struct BenchSettings {
     public init() {}
 
     /// Overridden by the test scheme's environment: POCKETGAN_BENCH_ROUNDS, _WARMUP, _REPEATS
-    /// (the names device_harness/ios/PocketganBenchTests.swift reads).
+    /// (read the same way by device_harness/ios/PocketganBenchTests.swift, which adds _COMPUTE_UNITS).
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> BenchSettings {
         var s = BenchSettings()
         if let v = env["POCKETGAN_BENCH_ROUNDS"].flatMap(Int.init) { s.rounds = v }
@@ -66,6 +66,28 @@ public enum BenchReport {
         return entry
     }
 
+    /// `repeats` passes of `warmup` untimed calls and `rounds` timed calls of `call`: each pass's samples (ms).
+    public static func timePasses(repeats: Int, warmup: Int, rounds: Int, clock: () -> UInt64 = BenchReport.now,
+                                  _ call: () throws -> Void) rethrows -> [[Double]] {
+        var passes: [[Double]] = []
+        for _ in 0..<repeats {
+            for _ in 0..<warmup { try call() }
+            var samples: [Double] = []
+            for _ in 0..<rounds {
+                let t0 = clock()
+                try call()
+                samples.append(Double(clock() - t0) / 1e6)
+            }
+            passes.append(samples)
+        }
+        return passes
+    }
+
+    /// The records' and `models`' name of the bundle's generator: `pocketgan-<size>`.
+    public static func modelName(_ manifest: BundleManifest) -> String {
+        "pocketgan-\(manifest.generator.size ?? "custom")"
+    }
+
     /// A record with every field the schema requires (null where not measured).
     public static func record(model: String, modelName: String, backend: String, precision: String, mode: String, size: Int) -> [String: Any] {
         [
@@ -79,10 +101,51 @@ public enum BenchReport {
         ]
     }
 
-    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+    /// The monotonic clock the benchmarks read (ns).
+    public static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
     /// JSON null for a missing value.
     public static func orNull(_ value: Any?) -> Any { value ?? NSNull() }
+
+    /// The process's peak resident memory (mach `resident_size_max`, bytes); nil where unknown.
+    public static func residentPeakBytes() -> Int? {
+        #if canImport(Darwin)
+        var info = mach_task_basic_info()
+        var count = mach_msg_type_number_t(MemoryLayout<mach_task_basic_info>.size / MemoryLayout<natural_t>.size)
+        let kr = withUnsafeMutablePointer(to: &info) {
+            $0.withMemoryRebound(to: integer_t.self, capacity: Int(count)) {
+                task_info(mach_task_self_, task_flavor_t(MACH_TASK_BASIC_INFO), $0, &count)
+            }
+        }
+        return kr == KERN_SUCCESS ? Int(info.resident_size_max) : nil
+        #else
+        return nil
+        #endif
+    }
+
+    /// The hardware model (uname's machine, e.g. "iPhone16,1").
+    public static func deviceModel() -> String {
+        #if canImport(Darwin)
+        var system = utsname()
+        uname(&system)
+        return withUnsafeBytes(of: &system.machine) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+        #else
+        return "unknown"
+        #endif
+    }
+
+    /// The results document's `machine`: this device, as the schema describes a phone.
+    public static func machine(created: String, pocketganVersion: String?) -> [String: Any] {
+        let device = deviceModel()
+        let process = ProcessInfo.processInfo
+        return [
+            "cpu_model": device, "cpu_flags": [String](), "logical_cpus": process.processorCount,
+            "usable_cpus": process.activeProcessorCount, "threads": NSNull(),
+            "memory_bytes": Int(process.physicalMemory),
+            "os": "iOS \(process.operatingSystemVersionString)", "device": device, "python": NSNull(),
+            "versions": ["pocketgan": pocketganVersion ?? "?"], "date": created, "load_average": NSNull(),
+        ]
+    }
 
     /// Times one variant of the engine: `open` opens it (every concept's model loaded),
     /// `rss` reads the process's peak resident memory.
@@ -98,7 +161,7 @@ public enum BenchReport {
         clock: @escaping () -> UInt64 = BenchReport.now
     ) -> [String: Any] {
         let precision = manifest.targets.coreml?.precision ?? "fp16"
-        var rec = record(model: "pocketgan", modelName: "pocketgan-\(manifest.generator.size ?? "custom")", backend: "coreml",
+        var rec = record(model: "pocketgan", modelName: modelName(manifest), backend: "coreml",
                          precision: precision, mode: mode, size: manifest.imageSize)
         let baseline = rss()
         func ms(_ t0: UInt64) -> Double { Double(clock() - t0) / 1e6 }
@@ -127,29 +190,16 @@ public enum BenchReport {
                 swaps.append(ms(t0) / 10)
             }
             // latency: the first concept, `repeats` passes of warmup + rounds
-            try engine.setConcept(concepts[0])
-            var passes: [[Double]] = []
-            for _ in 0..<s.repeats {
-                for _ in 0..<s.warmup { _ = try engine.run(input) }
-                var samples: [Double] = []
-                for _ in 0..<s.rounds {
-                    let t0 = clock()
-                    _ = try engine.run(input)
-                    samples.append(ms(t0))
-                }
-                passes.append(samples)
+            func runPasses(_ repeats: Int) throws -> [[Double]] {
+                try timePasses(repeats: repeats, warmup: s.warmup, rounds: s.rounds, clock: clock) { _ = try engine.run(input) }
             }
+            try engine.setConcept(concepts[0])
+            let passes = try runPasses(s.repeats)
             // every concept, one pass each
             var perConcept: [String: Double] = [:]
             for c in concepts {
                 try engine.setConcept(c)
-                for _ in 0..<s.warmup { _ = try engine.run(input) }
-                var samples: [Double] = []
-                for _ in 0..<s.rounds {
-                    let t0 = clock()
-                    _ = try engine.run(input)
-                    samples.append(ms(t0))
-                }
+                let samples = try runPasses(1)[0]
                 perConcept[c] = stats(samples)["median"] as? Double
             }
             // the first call after switching to another concept (what a chip tap costs the next frame)
@@ -195,9 +245,11 @@ public enum BenchReport {
         return rec
     }
 
-    /// The results document (schema_version 1) around `records`.
+    /// The results document (schema_version 1) around `records`; `harness` and `config` name who
+    /// measured and its settings beyond `settings` (device_harness/ios: the compute units).
     public static func document(machine: [String: Any], records: [[String: Any]], settings: BenchSettings,
-                                created: String, command: String?, manifest: BundleManifest?) -> [String: Any] {
+                                created: String, command: String?, manifest: BundleManifest?,
+                                harness: String = "ios_demo (XCTest benchmark)", config: [String: Any] = [:]) -> [String: Any] {
         let checked = records.compactMap { $0["latency_ms"] as? [String: Any] }.filter { ($0["repeat_medians"] as? [Double])?.count ?? 0 >= 2 }
         let unstable = records.filter { r in
             guard let lat = r["latency_ms"] as? [String: Any], let medians = lat["repeat_medians"] as? [Double], medians.count >= 2 else { return false }
@@ -207,13 +259,14 @@ public enum BenchReport {
         if let m = manifest {
             var entry: [String: Any] = ["family": "pocketgan", "parameters": orNull(m.generator.parameters)]
             if let macs = m.generator.macs { entry["flops"] = ["\(m.imageSize)": ["separate": 2 * macs, "merged": 2 * macs]] }
-            models["pocketgan-\(m.generator.size ?? "custom")"] = entry
+            models[modelName(m)] = entry
         }
+        let settingsConfig: [String: Any] = ["harness": harness, "rounds": settings.rounds, "warmup": settings.warmup, "repeats": settings.repeats,
+                                             "open_rounds": settings.openRounds, "swap_rounds": settings.swapRounds]
         return [
             "schema": "pocketgan-bench", "schema_version": 1, "created": created, "command": orNull(command),
             "source": "ios", "machine": machine,
-            "config": ["harness": "ios_demo (XCTest benchmark)", "rounds": settings.rounds, "warmup": settings.warmup,
-                       "repeats": settings.repeats, "open_rounds": settings.openRounds, "swap_rounds": settings.swapRounds] as [String: Any],
+            "config": settingsConfig.merging(config) { _, extra in extra },
             "gemm": NSNull(), "models": models, "records": records,
             "stability": ["tolerance": settings.tolerance, "repeats": settings.repeats, "checked": checked.count,
                           "unstable": unstable] as [String: Any],
@@ -224,5 +277,14 @@ public enum BenchReport {
     /// JSON text of a document (sorted keys, pretty-printed).
     public static func json(_ document: [String: Any]) throws -> Data {
         try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])
+    }
+
+    /// Writes `document`'s JSON as `name` in the app's Documents folder (where the XCTest
+    /// benchmarks leave it on the device) and returns it, for the test's attachment.
+    public static func saveInDocuments(_ document: [String: Any], name: String) throws -> Data {
+        let data = try json(document)
+        let documents = FileManager.default.urls(for: .documentDirectory, in: .userDomainMask)[0]
+        try data.write(to: documents.appendingPathComponent(name), options: .atomic)
+        return data
     }
 }

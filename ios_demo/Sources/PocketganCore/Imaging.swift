@@ -217,43 +217,28 @@ public enum Resample {
         return v < 0 ? 0 : v > 255 ? 255 : UInt8(v)
     }
 
-    private static func horizontal(_ src: [UInt8], _ srcW: Int, _ rows: Int, _ rowOffset: Int, _ outW: Int, _ c: Coefficients) -> [UInt8] {
+    /// One pass of the separable resize over packed RGB bytes (`srcW` pixels a row): an image of
+    /// `outW` x `rows` whose pixel (xx, yy) sums the taps of one coefficient row along one axis,
+    /// rounded to 8 bits. Horizontal: coefficient row xx, taps along source row yy + `rowOffset`;
+    /// vertical (`rowOffset` 0, `outW` = `srcW`): coefficient row yy, taps down source column xx.
+    private static func resamplePass(_ src: [UInt8], srcW: Int, outW: Int, rows: Int, rowOffset: Int,
+                                     horizontal: Bool, _ c: Coefficients) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: outW * rows * 3)
+        let tapStride = horizontal ? 1 : srcW
         for yy in 0..<rows {
-            let rowBase = (yy + rowOffset) * srcW
             for xx in 0..<outW {
-                let xmin = c.bounds[xx * 2], xmax = c.bounds[xx * 2 + 1], kb = xx * c.ksize
+                let j = horizontal ? xx : yy
+                let first = c.bounds[j * 2], taps = c.bounds[j * 2 + 1], kb = j * c.ksize
+                let base = (horizontal ? (yy + rowOffset) * srcW : xx) + first * tapStride
                 var s0 = rounding, s1 = rounding, s2 = rounding
-                for x in 0..<xmax {
-                    let w = c.kk[kb + x]
-                    let i = (rowBase + x + xmin) * 3
+                for t in 0..<taps {
+                    let w = c.kk[kb + t]
+                    let i = (base + t * tapStride) * 3
                     s0 += Int(src[i]) * w
                     s1 += Int(src[i + 1]) * w
                     s2 += Int(src[i + 2]) * w
                 }
                 let o = (yy * outW + xx) * 3
-                out[o] = clip8(s0)
-                out[o + 1] = clip8(s1)
-                out[o + 2] = clip8(s2)
-            }
-        }
-        return out
-    }
-
-    private static func vertical(_ src: [UInt8], _ srcW: Int, _ outH: Int, _ c: Coefficients) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: srcW * outH * 3)
-        for yy in 0..<outH {
-            let ymin = c.bounds[yy * 2], ymax = c.bounds[yy * 2 + 1], kb = yy * c.ksize
-            for xx in 0..<srcW {
-                var s0 = rounding, s1 = rounding, s2 = rounding
-                for y in 0..<ymax {
-                    let w = c.kk[kb + y]
-                    let i = ((y + ymin) * srcW + xx) * 3
-                    s0 += Int(src[i]) * w
-                    s1 += Int(src[i + 1]) * w
-                    s2 += Int(src[i + 2]) * w
-                }
-                let o = (yy * srcW + xx) * 3
                 out[o] = clip8(s0)
                 out[o + 1] = clip8(s1)
                 out[o + 2] = clip8(s2)
@@ -278,14 +263,14 @@ public enum Resample {
                 let yLast = v.bounds[outHeight * 2 - 2] + v.bounds[outHeight * 2 - 1]
                 for i in 0..<outHeight { v.bounds[i * 2] -= yFirst }
                 vert = v
-                src = horizontal(rgb, width, yLast - yFirst, yFirst, outWidth, h)
+                src = resamplePass(rgb, srcW: width, outW: outWidth, rows: yLast - yFirst, rowOffset: yFirst, horizontal: true, h)
                 srcW = outWidth
             }
-            if needV, let v = vert { return vertical(src, srcW, outHeight, v) }
+            if needV, let v = vert { return resamplePass(src, srcW: srcW, outW: srcW, rows: outHeight, rowOffset: 0, horizontal: false, v) }
             return src
         }
-        let src = needV && vert != nil ? vertical(rgb, width, outHeight, vert!) : rgb
-        if needH, let h = horiz { return horizontal(src, width, outHeight, 0, outWidth, h) }
+        let src = needV && vert != nil ? resamplePass(rgb, srcW: width, outW: width, rows: outHeight, rowOffset: 0, horizontal: false, vert!) : rgb
+        if needH, let h = horiz { return resamplePass(src, srcW: width, outW: outWidth, rows: outHeight, rowOffset: 0, horizontal: true, h) }
         return src
     }
 }

@@ -13,6 +13,33 @@ final class BenchReportTests: XCTestCase {
         XCTAssertEqual(BenchReport.spread([2, 3]), 0.5, accuracy: 1e-12)
     }
 
+    func testTimePassesWarmsUpThenTimesEveryRound() {
+        var t: UInt64 = 0
+        var calls = 0
+        let passes = BenchReport.timePasses(repeats: 2, warmup: 1, rounds: 3, clock: { t }) {
+            calls += 1
+            t += 2_000_000
+        }
+        XCTAssertEqual(calls, 8)  // 2 x (1 warmup + 3 rounds)
+        XCTAssertEqual(passes, [[2, 2, 2], [2, 2, 2]])
+    }
+
+    /// What device_harness/ios writes: its name and compute units in `config`, this device in `machine`.
+    func testTheHarnessesDocument() throws {
+        let created = "2026-01-01T00:00:00Z"
+        let doc = BenchReport.document(machine: BenchReport.machine(created: created, pocketganVersion: nil), records: [],
+                                       settings: BenchSettings(), created: created, command: nil, manifest: nil,
+                                       harness: "device_harness/ios", config: ["compute_units": "2"])
+        let config = try XCTUnwrap(doc["config"] as? [String: Any])
+        XCTAssertEqual(config["harness"] as? String, "device_harness/ios")
+        XCTAssertEqual(config["compute_units"] as? String, "2")
+        XCTAssertEqual(config["rounds"] as? Int, 20)
+        let machine = try XCTUnwrap(doc["machine"] as? [String: Any])
+        XCTAssertEqual(machine["date"] as? String, created)
+        XCTAssertEqual((machine["versions"] as? [String: String])?["pocketgan"], "?")
+        XCTAssertFalse((machine["device"] as? String ?? "").isEmpty)
+    }
+
     /// A fake engine on a fake clock: every call takes 5 ms, a switch 0.01 ms.
     final class FakeTarget: BenchTarget {
         let concepts: [String]

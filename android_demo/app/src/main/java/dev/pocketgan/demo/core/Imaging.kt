@@ -223,51 +223,35 @@ object Resample {
         return (if (v < 0) 0 else if (v > 255) 255 else v).toByte()
     }
 
-    private fun horizontal(src: ByteArray, srcW: Int, rows: Int, rowOffset: Int, outW: Int, c: Coefficients): ByteArray {
+    /**
+     * One pass of the separable resize over packed RGB bytes (srcW pixels a row): an image of
+     * outW x rows whose pixel (xx, yy) sums the taps of one coefficient row along one axis,
+     * rounded to 8 bits. Horizontal: coefficient row xx, taps along source row yy + rowOffset;
+     * vertical (rowOffset 0, outW = srcW): coefficient row yy, taps down source column xx.
+     */
+    private fun resamplePass(
+        src: ByteArray, srcW: Int, outW: Int, rows: Int, rowOffset: Int, horizontal: Boolean, c: Coefficients
+    ): ByteArray {
         val out = ByteArray(outW * rows * 3)
+        val tapStride = if (horizontal) 1 else srcW
         for (yy in 0 until rows) {
-            val rowBase = (yy + rowOffset) * srcW
             for (xx in 0 until outW) {
-                val xmin = c.bounds[xx * 2]
-                val xmax = c.bounds[xx * 2 + 1]
-                val kb = xx * c.ksize
+                val j = if (horizontal) xx else yy
+                val first = c.bounds[j * 2]
+                val taps = c.bounds[j * 2 + 1]
+                val kb = j * c.ksize
+                val base = (if (horizontal) (yy + rowOffset) * srcW else xx) + first * tapStride
                 var s0 = ROUNDING
                 var s1 = ROUNDING
                 var s2 = ROUNDING
-                for (x in 0 until xmax) {
-                    val w = c.kk[kb + x]
-                    val i = (rowBase + x + xmin) * 3
+                for (t in 0 until taps) {
+                    val w = c.kk[kb + t]
+                    val i = (base + t * tapStride) * 3
                     s0 += (src[i].toInt() and 0xFF) * w
                     s1 += (src[i + 1].toInt() and 0xFF) * w
                     s2 += (src[i + 2].toInt() and 0xFF) * w
                 }
                 val o = (yy * outW + xx) * 3
-                out[o] = clip8(s0)
-                out[o + 1] = clip8(s1)
-                out[o + 2] = clip8(s2)
-            }
-        }
-        return out
-    }
-
-    private fun vertical(src: ByteArray, srcW: Int, outH: Int, c: Coefficients): ByteArray {
-        val out = ByteArray(srcW * outH * 3)
-        for (yy in 0 until outH) {
-            val ymin = c.bounds[yy * 2]
-            val ymax = c.bounds[yy * 2 + 1]
-            val kb = yy * c.ksize
-            for (xx in 0 until srcW) {
-                var s0 = ROUNDING
-                var s1 = ROUNDING
-                var s2 = ROUNDING
-                for (y in 0 until ymax) {
-                    val w = c.kk[kb + y]
-                    val i = ((y + ymin) * srcW + xx) * 3
-                    s0 += (src[i].toInt() and 0xFF) * w
-                    s1 += (src[i + 1].toInt() and 0xFF) * w
-                    s2 += (src[i + 2].toInt() and 0xFF) * w
-                }
-                val o = (yy * srcW + xx) * 3
                 out[o] = clip8(s0)
                 out[o + 1] = clip8(s1)
                 out[o + 2] = clip8(s2)
@@ -294,12 +278,12 @@ object Resample {
                 val yFirst = v.bounds[0]
                 val yLast = v.bounds[outH * 2 - 2] + v.bounds[outH * 2 - 1]
                 for (i in 0 until outH) v.bounds[i * 2] -= yFirst
-                src = horizontal(rgb, width, yLast - yFirst, yFirst, outW, horiz!!)
+                src = resamplePass(rgb, width, outW, yLast - yFirst, yFirst, true, horiz!!)
                 srcW = outW
             }
-            return if (needV) vertical(src, srcW, outH, vert!!) else src
+            return if (needV) resamplePass(src, srcW, srcW, outH, 0, false, vert!!) else src
         }
-        val src = if (needV) vertical(rgb, width, outH, vert!!) else rgb
-        return if (needH) horizontal(src, width, outH, 0, outW, horiz!!) else src
+        val src = if (needV) resamplePass(rgb, width, width, outH, 0, false, vert!!) else rgb
+        return if (needH) resamplePass(src, width, outW, outH, 0, true, horiz!!) else src
     }
 }
