@@ -83,7 +83,44 @@ def _executorch():
 def _export(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return torch.export.export(model, example, strict=False)
+        return drop_identity_muls(torch.export.export(model, example, strict=False))
+
+
+_MULS = (torch.ops.aten.mul.Tensor, torch.ops.aten.mul.Scalar)
+
+
+def drop_identity_muls(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """Remove every ``x * 1`` from ``ep``'s graph, in place; returns ``ep``.
+
+    PEFT scales each LoRA branch by ``lora_alpha / r``, which is 1 for every pocketgan
+    adapter; ``torch.export`` records it as ``aten.mul(x, 1.0)``, a full pass over the
+    layer's output (and, in int8, a quantized op of its own). ONNX Runtime and Core ML
+    drop such no-ops when they compile a model; ExecuTorch runs what it is given.
+    Only multiplications whose result has the operand's dtype and shape, and is not a
+    graph output, are removed.
+    """
+    graph = ep.graph_module.graph
+    outputs: set[torch.fx.Node] = set()
+    for n in graph.nodes:
+        if n.op == "output":
+            torch.fx.node.map_arg(n.args, outputs.add)
+    removed = 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in _MULS or node.kwargs or len(node.args) != 2:
+            continue
+        src, factor = node.args
+        if not isinstance(src, torch.fx.Node) or isinstance(factor, torch.fx.Node) or factor != 1:
+            continue
+        a, b = src.meta.get("val"), node.meta.get("val")
+        if a is None or b is None or a.dtype != b.dtype or a.shape != b.shape or node in outputs:
+            continue
+        node.replace_all_uses_with(src)
+        graph.erase_node(node)
+        removed += 1
+    if removed:
+        graph.lint()
+        ep.graph_module.recompile()
+    return ep
 
 
 def _label(precision: str) -> str:

@@ -155,6 +155,32 @@ def test_heavy_ops_are_delegated(exported):
     assert d["delegated_ops"] > 50
 
 
+def test_identity_muls_are_dropped(bundle):
+    """PEFT's LoRA scaling (1.0 here) is not exported as a multiplication; other scalar
+    multiplications (the attention scale) and a graph output computed as ``x * 1`` stay."""
+    from pocketgan.export.executorch_target import _MULS, _export, drop_identity_muls
+
+    def scalar_muls(ep):
+        return [n.args[1] for n in ep.graph.nodes
+                if n.op == "call_function" and n.target in _MULS and not isinstance(n.args[1], torch.fx.Node)]
+
+    model = bundle.model_for(CONCEPTS[0], "separate")
+    example = bundle.example_inputs()
+    raw = torch.export.export(model, example, strict=False)
+    assert scalar_muls(raw).count(1.0) >= len(bundle.rank_pattern)  # one per LoRA layer before
+    ep = _export(model, example)
+    assert 1.0 not in scalar_muls(ep) and scalar_muls(ep)  # the attention scale stays
+    with torch.no_grad():
+        np.testing.assert_array_equal(ep.module()(*example).numpy(), model(*example).numpy())
+
+    class Tail(torch.nn.Module):
+        def forward(self, x):
+            return (x + 1) * 1.0
+
+    tail = drop_identity_muls(torch.export.export(Tail(), (torch.ones(2),)))
+    assert scalar_muls(tail) == [1.0]  # a graph output is left alone
+
+
 def test_check_delegation_rejects_undelegated_heavy_ops():
     from pocketgan.export.executorch_target import DelegationError, check_delegation
 
