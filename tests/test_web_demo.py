@@ -321,7 +321,18 @@ def test_js_runtime_refuses_bad_bundles(separate_export):
 # --- the page, in Chromium ----------------------------------------------------------------------
 
 
-def _drive(url: str, photo: Path, out: Path, screenshot: Path, *, webcam: bool, concept: str | None = None) -> dict:
+def _drive(bundle: Path | None, photo: Path, out: Path, screenshot: Path, *, webcam: bool,
+           concept: str | None = None) -> dict:
+    """Serve ``bundle`` (None: the embedded one), drive the page in Chromium, stop serving."""
+    server = _start(bundle)
+    try:
+        return _drive_url(server.url, photo, out, screenshot, webcam=webcam, concept=concept)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _drive_url(url: str, photo: Path, out: Path, screenshot: Path, *, webcam: bool, concept: str | None = None) -> dict:
     cmd = [_node(), str(WEB_DEMO / "test" / "drive.mjs"), "--url", url, "--photo", str(photo), "--out", str(out),
            "--screenshot", str(screenshot), "--chromium", str(CHROMIUM)]
     if webcam:
@@ -366,13 +377,8 @@ def _check_screenshot(screenshot: Path) -> None:
 
 
 def test_web_demo_in_chromium(browser_tools, web_bundle, test_photo, tmp_path):
-    server = _start(web_bundle)
     out, screenshot = tmp_path / "page", tmp_path / "web_demo.png"
-    try:
-        results = _drive(server.url, test_photo, out, screenshot, webcam=True)
-    finally:
-        server.shutdown()
-        server.server_close()
+    results = _drive(web_bundle, test_photo, out, screenshot, webcam=True)
 
     m = read_manifest(web_bundle)
     names = [c["name"] for c in m["concepts"]]
@@ -419,13 +425,8 @@ def test_web_demo_runs_an_int8_bundle(browser_tools, source_bundle, test_photo, 
     run_export(ExportConfig(out=bundle, bundle=source_bundle, platform="web", precision="int8"))
     onnx = read_manifest(bundle)["targets"]["onnx"]
     assert onnx["precision"] == "int8" and onnx["concept_input_dtype"] == "float16"
-    server = _start(bundle)
     out, screenshot = tmp_path / "page", tmp_path / "web_demo_int8.png"
-    try:
-        results = _drive(server.url, test_photo, out, screenshot, webcam=False)
-    finally:
-        server.shutdown()
-        server.server_close()
+    results = _drive(bundle, test_photo, out, screenshot, webcam=False)
     assert results["concepts"] == list(CONCEPT_NAMES)
     scores = _page_vs_runtime(bundle, test_photo, out, results)
     assert all(db >= PSNR_DB for db in scores.values()), scores
@@ -440,14 +441,9 @@ def test_web_demo_runs_the_default_bundle(browser_tools, test_photo, tmp_path):
 
     bundle = default_bundle_path()
     names = [c["name"] for c in read_manifest(bundle)["concepts"]]
-    server = _start(None)
     out, screenshot = tmp_path / "page", tmp_path / "web_demo_default.png"
     concept = "cartoon" if "cartoon" in names else names[0]
-    try:
-        results = _drive(server.url, test_photo, out, screenshot, webcam=False, concept=concept)
-    finally:
-        server.shutdown()
-        server.server_close()
+    results = _drive(None, test_photo, out, screenshot, webcam=False, concept=concept)  # None: serve-demo's default
     assert results["concepts"] == results["buttons"] == names
     if results["golden"] is not None:  # bundles exported since golden vectors exist
         assert all(g["passed"] for g in results["golden"]), results["golden"]
