@@ -94,8 +94,8 @@ def drop_identity_muls(ep: torch.export.ExportedProgram) -> torch.export.Exporte
 
     PEFT scales each LoRA branch by ``lora_alpha / r``, which is 1 for every pocketgan
     adapter; ``torch.export`` records it as ``aten.mul(x, 1.0)``, a full pass over the
-    layer's output (and, in int8, a quantized op of its own). ONNX Runtime and Core ML
-    drop such no-ops when they compile a model; ExecuTorch runs what it is given.
+    layer's output (and, in int8, a quantized op of its own). The ONNX exporter's optimizer
+    and the Core ML converter already fold such no-ops; ExecuTorch runs what it is given.
     Only multiplications whose result has the operand's dtype and shape, and is not a
     graph output, are removed.
     """
