@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import pocketgan
 from pocketgan.atomic import atomic_write_bytes, atomic_write_json
+from pocketgan.bench.results import meminfo_bytes, versions
 
 PEER_NAME = "pix2pix-resnet9"
 PEER_PRECISIONS = {"onnx": ("fp32", "int8"), "executorch": ("fp32", "int8"), "eager": ("fp32",),
@@ -78,18 +78,6 @@ def peer_name(ngf: int, blocks: int) -> str:
     return PEER_NAME if (ngf, blocks) == (64, 9) else f"pix2pix-resnet{blocks}-ngf{ngf}"
 
 
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {"pocketgan": pocketgan.__version__}
-    for dist in ("torch", "onnxruntime", "executorch", "onnx", "coremltools"):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
 # The exporter code a cached artifact of each backend depends on (besides the model and
 # LoRA definitions): changing one of these files re-exports that backend only.
 _EXPORTER_FILES = {"onnx": ("onnx_target.py",), "executorch": ("executorch_target.py",),
@@ -116,7 +104,7 @@ def exporter_fingerprint(backend: str) -> str:
 
 def cache_key(*, backend: str, **settings) -> str:
     """Hash of the settings, the toolchain versions and :func:`exporter_fingerprint`."""
-    blob = json.dumps({**settings, "backend": backend, "versions": _versions(),
+    blob = json.dumps({**settings, "backend": backend, "versions": versions(),
                        "exporter": exporter_fingerprint(backend)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -193,17 +181,6 @@ ORT_CALIBRATION_BUDGET_BYTES = 18 * 2**30  # of the estimate (the generator's 25
 PEER_CALIBRATION_MARGIN = 1.5
 
 
-def _available_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def intermediate_bytes(model, size: int) -> int:
     """Bytes of every floating-point tensor one forward pass at ``size``² creates (every
     ATen op's outputs): an estimate of what a calibrator that records every intermediate
@@ -232,7 +209,7 @@ def calibration_subset(inputs: list, per_input_bytes: int, *, feeds_per_input: i
     """An evenly spaced subset of ``inputs`` whose calibration fits ``budget`` (default
     ``ORT_CALIBRATION_BUDGET_BYTES``, or 85% of the memory available now if that is less)."""
     if budget is None:
-        available = _available_bytes()
+        available = meminfo_bytes("MemAvailable")
         budget = min(ORT_CALIBRATION_BUDGET_BYTES, int(0.85 * available)) if available else ORT_CALIBRATION_BUDGET_BYTES
     fit = max(minimum, int(budget // max(1, per_input_bytes * feeds_per_input)))
     if fit >= len(inputs):

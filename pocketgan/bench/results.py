@@ -101,11 +101,13 @@ def _cpu_model() -> tuple[str, list[str]]:
     return model or platform.processor() or platform.machine(), flags
 
 
-def _memory_bytes() -> int | None:
+def meminfo_bytes(field: str = "MemTotal") -> int | None:
+    """A ``/proc/meminfo`` field (``MemTotal``, ``MemAvailable``, ...) in bytes; None where
+    there is no such file or field."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
-                if line.startswith("MemTotal:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -113,6 +115,7 @@ def _memory_bytes() -> int | None:
 
 
 def versions() -> dict:
+    """pocketgan's and its toolchain's versions (recorded with results, part of export cache keys)."""
     import importlib.metadata as md
 
     import pocketgan
@@ -138,7 +141,7 @@ def machine_info(threads: int | None) -> dict:
         load = None
     return {
         "cpu_model": model, "cpu_flags": flags, "logical_cpus": os.cpu_count(), "usable_cpus": usable,
-        "threads": threads, "memory_bytes": _memory_bytes(), "os": platform.platform(), "device": None,
+        "threads": threads, "memory_bytes": meminfo_bytes("MemTotal"), "os": platform.platform(), "device": None,
         "python": platform.python_version(), "versions": versions(),
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "load_average": load,
     }
