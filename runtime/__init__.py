@@ -9,10 +9,15 @@ Depends on numpy, Pillow, jsonschema and onnxruntime only; never imports torch.
 """
 
 from pocketgan.runtime.errors import (
+    AdapterMismatchError,
+    ArtifactFormatError,
     ArtifactMissingError,
     BackendUnavailableError,
     BundleError,
     ChecksumError,
+    ContainmentError,
+    ImageTooLargeError,
+    InterfaceMismatchError,
     InvalidImageError,
     ManifestError,
     PocketganError,
@@ -20,16 +25,24 @@ from pocketgan.runtime.errors import (
     UnknownConceptError,
     UnsupportedFormatError,
 )
-from pocketgan.runtime.manifest import FORMAT_VERSION, load_manifest, verify_bundle
+from pocketgan.runtime.imaging import DEFAULT_MAX_PIXELS, open_image
+from pocketgan.runtime.manifest import FORMAT_VERSION, Manifest, load_manifest, read_manifest, verify_bundle
 from pocketgan.runtime.session import Runtime, default_bundle_path, open_bundle
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "FORMAT_VERSION",
+    "AdapterMismatchError",
+    "ArtifactFormatError",
     "ArtifactMissingError",
     "BackendUnavailableError",
     "BundleError",
     "ChecksumError",
+    "ContainmentError",
+    "ImageTooLargeError",
+    "InterfaceMismatchError",
     "InvalidImageError",
+    "Manifest",
     "ManifestError",
     "PocketganError",
     "Runtime",
@@ -39,5 +52,7 @@ __all__ = [
     "default_bundle_path",
     "load_manifest",
     "open_bundle",
+    "open_image",
+    "read_manifest",
     "verify_bundle",
 ]

@@ -11,8 +11,14 @@ from PIL import Image
 
 from pocketgan.runtime.backends import Backend, create_backend
 from pocketgan.runtime.errors import InvalidImageError, UnknownConceptError
-from pocketgan.runtime.imaging import as_rgb_array, from_model_output, to_model_input
-from pocketgan.runtime.manifest import load_manifest
+from pocketgan.runtime.imaging import (
+    DEFAULT_MAX_PIXELS,
+    check_image,
+    check_max_pixels,
+    from_model_output,
+    to_model_input,
+)
+from pocketgan.runtime.manifest import Manifest, read_manifest
 
 
 def default_bundle_path() -> Path:
@@ -31,6 +37,8 @@ class Runtime:
         concept_mode: ``"auto"``, ``"separate"`` (base + hot-swapped adapters) or
             ``"merged"`` (one full model per concept), as the export provides.
         concept: the concept active after opening; default the manifest's first.
+        max_pixels: largest ``width * height`` that ``edit`` accepts (``ImageTooLargeError``
+            past it); ``None``: no limit. See docs/runtime.md, "Image limits".
     """
 
     def __init__(
@@ -41,14 +49,16 @@ class Runtime:
         threads: int | None = None,
         concept_mode: str = "auto",
         concept: str | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
+        self.max_pixels = check_max_pixels(max_pixels)
         self.path = Path(bundle) if bundle is not None else default_bundle_path()
-        self.manifest = load_manifest(self.path)
-        self.concepts: tuple[str, ...] = tuple(c["name"] for c in self.manifest["concepts"])
+        #: the bundle's validated manifest, typed and read-only (``.raw``: the dict)
+        self.manifest: Manifest = read_manifest(self.path)
+        self.concepts: tuple[str, ...] = self.manifest.concept_names
         if not self.concepts:
             raise UnknownConceptError(f"bundle {self.path} has no concepts")
-        spec = self.manifest["io"]["input"]["shape"]
-        self.input_size: int = spec[2]
+        self.input_size: int = self.manifest.input_size
         self._backend: Backend = create_backend(
             backend, self.path, self.manifest, threads=threads, concept_mode=concept_mode
         )
@@ -86,27 +96,30 @@ class Runtime:
 
         Args:
             image: a ``PIL.Image`` (any mode Pillow can convert to RGB) or an (H, W, 3)
-                uint8 RGB array, any size.
+                uint8 RGB array (any strides), up to ``max_pixels`` pixels. Memory: the result
+                plus a few MB; the photo is resized a strip at a time.
         Returns:
             the edited image, same type and size as ``image`` (PIL images come back RGB).
         """
         name = self._check_concept(concept) if concept is not None else self._concept
-        rgb = as_rgb_array(image)
-        x, placement = to_model_input(rgb, self.input_size)
-        out = from_model_output(self._backend.run(x, name), placement)
-        return Image.fromarray(out) if isinstance(image, Image.Image) else out
+        image = check_image(image, max_pixels=self.max_pixels)
+        x, placement = to_model_input(image, self.input_size)
+        return from_model_output(self._backend.run(x, name), placement, as_image=isinstance(image, Image.Image))
 
     def run_tensor(self, x: np.ndarray, *, concept: str | None = None) -> np.ndarray:
         """Raw model call: (1, 3, S, S) float32 in [-1, 1] -> same shape, no resizing."""
         name = self._check_concept(concept) if concept is not None else self._concept
-        expected = tuple(self.manifest["io"]["input"]["shape"])
+        expected = self.manifest.input.shape
         if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.shape != expected:
             got = (getattr(x, "dtype", type(x).__name__), getattr(x, "shape", None))
             raise InvalidImageError(f"run_tensor expects float32 {expected}, got {got}")
         return self._backend.run(np.ascontiguousarray(x), name)
 
     def __repr__(self) -> str:
-        return f"Runtime({str(self.path)!r}, backend={self.backend!r}, concept={self.concept!r}, concepts={list(self.concepts)})"
+        return (
+            f"Runtime({str(self.path)!r}, backend={self.backend!r}, concept={self.concept!r}, "
+            f"concepts={list(self.concepts)})"
+        )
 
 
 def open_bundle(bundle: str | Path | None = None, **kwargs) -> Runtime:

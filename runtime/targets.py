@@ -72,7 +72,7 @@ TARGETS: tuple[str, ...] = tuple(TARGET_SPECS)
 
 
 def target_title(name: str) -> str:
-    """"Core ML" for "coreml"; unknown names come back unchanged."""
+    """ "Core ML" for "coreml"; unknown names come back unchanged."""
     spec = TARGET_SPECS.get(name)
     return spec.title if spec else name
 

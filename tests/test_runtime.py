@@ -88,7 +88,8 @@ for mode in ("separate", "merged"):
         assert r.edit(np.zeros((40, 60, 3), np.uint8), concept=c).shape == (40, 60, 3)
 from pocketgan.cli import main
 assert main(["info", {str(exported_bundle)!r}, "--verify"]) == 0
-assert main(["edit", {str(photo_paths[0])!r}, "-c", "alpha", "-o", {str(out)!r}, "--bundle", {str(exported_bundle)!r}]) == 0
+edit = ["edit", {str(photo_paths[0])!r}, "-c", "alpha", "-o", {str(out)!r}]
+assert main(edit + ["--bundle", {str(exported_bundle)!r}]) == 0
 print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {TOOLCHAIN_MODULES!r})))
 """
     r = _run_python(code)
@@ -244,8 +245,20 @@ def test_edit_of_a_square_model_sized_image_matches_run_tensor(rt, photo_array):
         "photo.jpg",
         b"\x89PNG",
     ],
-    ids=["float", "int64", "gray-2d", "rgba-array", "1-channel", "batched", "empty-0xN", "empty-Nx0", "list",
-         "none", "str", "bytes"],
+    ids=[
+        "float",
+        "int64",
+        "gray-2d",
+        "rgba-array",
+        "1-channel",
+        "batched",
+        "empty-0xN",
+        "empty-Nx0",
+        "list",
+        "none",
+        "str",
+        "bytes",
+    ],
 )
 def test_bad_images_raise_invalid_image(rt, image):
     with pytest.raises(InvalidImageError) as info:

@@ -5,6 +5,14 @@ or, when a bundle only has that layout, one small program per concept over a sha
 ``base.ptd``. Merged mode: one program, a method per concept with its LoRA folded in.
 Every method is loaded once when the backend opens, so a concept swap is a dict lookup.
 
+Checks when it opens: each program is loaded from its verified bytes (the ``.ptd`` from a
+private copy of its verified bytes, since ExecuTorch takes it only as a path) with
+ExecuTorch's internal-consistency verification; every method the manifest names exists
+and takes one float32 ``io.input``-shaped tensor and returns one float32
+``io.output``-shaped tensor (:class:`InterfaceMismatchError`). A program ExecuTorch cannot
+load, or a method that fails to run, is :class:`ArtifactFormatError` naming the file; an
+output of another shape or dtype is :class:`InterfaceMismatchError`, never a picture.
+
 ExecuTorch is optional: it is imported here, lazily, and a missing install raises
 :class:`BackendUnavailableError` with the command that fixes it. (The ExecuTorch Python
 runtime itself depends on torch; ``import pocketgan.runtime`` still does not.)
@@ -13,25 +21,47 @@ runtime itself depends on torch; ``import pocketgan.runtime`` still does not.)
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from pocketgan.runtime.backends import resolve_target
-from pocketgan.runtime.errors import BackendUnavailableError, BundleError
-from pocketgan.runtime.manifest import read_artifact, verify_artifact
+from pocketgan._quiet import (
+    library_warnings_filtered,
+    native_stderr_filtered,
+    quiet_library_logs,
+    start_executorch_threadpool,
+)
+from pocketgan.runtime.backends import checked_output, library_reason, resolve_target
+from pocketgan.runtime.bundle_files import PrivateCopies, read_artifact
+from pocketgan.runtime.errors import (
+    ArtifactFormatError,
+    BackendUnavailableError,
+    BundleError,
+    InterfaceMismatchError,
+)
+from pocketgan.runtime.manifest_view import Manifest, TensorSpec, as_manifest
 
-INSTALL_HINT = "pip install 'pocketgan[executorch]' (executorch==1.5.1, which pins torch==2.13.0), or use backend='onnx'"
+INSTALL_HINT = (
+    "pip install 'pocketgan[executorch]' (executorch==1.5.1, which pins torch==2.13.0), or use backend='onnx'"
+)
 _FLOAT32 = 6  # ExecuTorch ScalarType::Float
+#: bytes 4..6 of every .pte: its FlatBuffers file identifier starts with "ET"
+PTE_IDENTIFIER = b"ET"
 _threadpool_lock = threading.Lock()
 
 
 def _executorch():
+    """ExecuTorch's ``Runtime``, imported and its threadpool started without the libraries'
+    known-harmless log lines, warnings and native cpuinfo lines (:mod:`pocketgan._quiet`)."""
+    quiet_library_logs()  # before the import: torchao, which executorch imports, logs then
     try:
-        import torch  # noqa: F401  (executorch's pybindings exchange torch tensors)
-        from executorch.runtime import Runtime
+        with library_warnings_filtered():
+            import torch  # noqa: F401  (executorch's pybindings exchange torch tensors)
+            from executorch.runtime import Runtime
     except ImportError as e:
         raise BackendUnavailableError(f"the executorch backend needs ExecuTorch: {INSTALL_HINT}") from e
+    start_executorch_threadpool()  # created now, its cpuinfo lines filtered; later loads print nothing
     runtime = Runtime.get()
     if not runtime.backend_registry.is_available("XnnpackBackend"):
         raise BackendUnavailableError(f"this ExecuTorch build has no XNNPACK backend: {INSTALL_HINT}")
@@ -42,71 +72,102 @@ def set_threads(threads: int) -> None:
     """Size ExecuTorch's (process-wide) CPU threadpool, which XNNPACK runs on."""
     from executorch.extension.pybindings import portable_lib
 
-    with _threadpool_lock:
+    with _threadpool_lock, native_stderr_filtered():  # the C++ side prints "Resetting threadpool to N threads."
         if portable_lib._threadpool_get_thread_count() != threads:
             portable_lib._unsafe_reset_threadpool(threads)
+
+
+def check_pte_identifier(data: bytes, relpath: str) -> None:
+    """A cheap structure check without ExecuTorch: the FlatBuffers file identifier."""
+    # "ET" + two ASCII digits (the schema version). ExecuTorch puts these bytes into its own
+    # error message, and a non-UTF-8 byte there aborts the process inside pybind11.
+    if data[4:6] != PTE_IDENTIFIER or not data[6:8].isascii() or not data[6:8].isdigit():
+        raise ArtifactFormatError(f"{relpath} is not an ExecuTorch program (no 'ETnn' file identifier)", file=relpath)
+
+
+def check_method_meta(meta, where: str, relpath: str, io: tuple[TensorSpec, TensorSpec]) -> None:
+    """One float32 input of io.input's shape, one float32 output of io.output's shape."""
+    try:
+        counts = (meta.num_inputs(), meta.num_outputs())
+        tensors = [meta.input_tensor_meta(0), meta.output_tensor_meta(0)] if counts == (1, 1) else []
+        described = [(list(t.sizes()), t.dtype()) for t in tensors]
+    except Exception as e:  # a corrupted method table: RuntimeError/IndexError from the pybindings
+        raise ArtifactFormatError(f"{where}: unreadable method metadata ({library_reason(e)})", file=relpath) from None
+    if counts != (1, 1):
+        raise InterfaceMismatchError(
+            f"{where} takes {counts[0]} inputs and returns {counts[1]} outputs, expected 1 and 1",
+            file=relpath,
+            field="io",
+        )
+    for kind, (sizes, dtype), spec in zip(("input", "output"), described, io):
+        if sizes != list(spec.shape) or dtype != _FLOAT32:
+            raise InterfaceMismatchError(
+                f"{where} {kind} is {sizes} (dtype {dtype}), the manifest's io.{kind} says float32 {list(spec.shape)}",
+                file=relpath,
+                field=f"io.{kind}",
+            )
 
 
 class ExecuTorchBackend:
     name = "executorch"
 
-    def __init__(self, bundle_dir: Path, manifest: dict, *, threads: int | None, concept_mode: str = "auto") -> None:
+    def __init__(
+        self, bundle_dir: Path, manifest: Manifest | Mapping, *, threads: int | None, concept_mode: str = "auto"
+    ) -> None:
+        manifest = as_manifest(manifest)
         target, concept_mode = resolve_target(bundle_dir, manifest, "executorch", concept_mode)
         runtime = _executorch()
         if threads:
             set_threads(threads)
         self.concept_mode = concept_mode
-        self._io = manifest["io"]
+        self._io = (manifest.input, manifest.output)
         self._bundle_dir = Path(bundle_dir)
         # Methods of one program share their memory-planned arenas, so runs are serialised.
         self._lock = threading.Lock()
         self._programs = []  # keep every Program (and its bytes) alive with its methods
-        self._methods: dict[str, object] = {}
+        self._methods: dict[str, tuple[object, str, str]] = {}  # concept -> (method, file, method name)
+        self._copies = None  # private copy of a .ptd, alive with the programs that read it
         if concept_mode == "merged":
-            self._load_program(runtime, manifest, target["merged_program"], target["methods"])
-        elif "program" in target:  # preferred: one program, loaded once
-            self._load_program(runtime, manifest, target["program"], target["methods"])
+            self._load_program(runtime, manifest, target.merged_program, target.methods)
+        elif target.program is not None:  # preferred: one program, loaded once
+            self._load_program(runtime, manifest, target.program, target.methods)
         else:  # shared base .ptd + one program per concept
-            external = target["external_data"]
-            data = verify_artifact(bundle_dir, manifest, external["data"])
-            for concept, relpath in external["programs"].items():
-                self._load_program(runtime, manifest, relpath, {concept: external["method"]}, data_path=data)
-        missing = [c["name"] for c in manifest["concepts"] if c["name"] not in self._methods]
+            external = target.external_data
+            self._copies = PrivateCopies("pocketgan-executorch-")
+            data = self._copies.write(external.data, read_artifact(bundle_dir, manifest, external.data))
+            for concept, relpath in external.programs.items():
+                self._load_program(runtime, manifest, relpath, {concept: external.method}, data_path=data)
+        missing = [c for c in manifest.concept_names if c not in self._methods]
         if missing:
             raise BundleError(f"the ExecuTorch export has no method for concept(s) {missing}")
 
-    def _load_program(self, runtime, manifest: dict, relpath: str, methods: dict[str, str], data_path=None) -> None:
-        """Verify ``relpath`` against the manifest, load it from those verified bytes, and
-        load each concept's method."""
+    def _load_program(self, runtime, manifest: Manifest, relpath: str, methods: Mapping[str, str], data_path=None):
+        """Load ``relpath`` from its verified bytes, then each concept's method, checked."""
         data = read_artifact(self._bundle_dir, manifest, relpath)
+        check_pte_identifier(data, relpath)
         try:
             program = runtime.load_program(data, data_path=data_path)
-        except RuntimeError as e:
-            raise BundleError(f"ExecuTorch cannot load {relpath}: {e}") from e
+            names = set(program.method_names)
+        except Exception as e:  # RuntimeError from the loader on a corrupted program
+            raise ArtifactFormatError(f"ExecuTorch cannot load {relpath} ({library_reason(e)})", file=relpath) from None
         self._programs.append(program)
         for concept, method in methods.items():
-            if method not in program.method_names:
-                raise BundleError(
-                    f"{relpath} has no method {method!r} (concept {concept!r}); it has {sorted(program.method_names)}"
+            if method not in names:
+                raise InterfaceMismatchError(
+                    f"{relpath} has no method {method!r} (concept {concept!r}); it has {sorted(names)}",
+                    file=relpath,
+                    field="targets.executorch.methods",
                 )
+            where = f"{relpath}:{method}"
             try:
                 loaded = program.load_method(method)
-            except RuntimeError as e:
-                raise BundleError(f"ExecuTorch cannot load method {method!r} of {relpath}: {e}") from e
-            self._check_io(loaded.metadata, f"{relpath}:{method}")
-            self._methods[concept] = loaded
-
-    def _check_io(self, meta, where: str) -> None:
-        if meta.num_inputs() != 1 or meta.num_outputs() != 1:
-            raise BundleError(
-                f"{where} takes {meta.num_inputs()} inputs and returns {meta.num_outputs()} outputs, expected 1 and 1"
-            )
-        for kind, info, spec in (("input", meta.input_tensor_meta(0), self._io["input"]),
-                                 ("output", meta.output_tensor_meta(0), self._io["output"])):
-            if list(info.sizes()) != list(spec["shape"]) or info.dtype() != _FLOAT32:
-                raise BundleError(
-                    f"{where} {kind} is {list(info.sizes())} (dtype {info.dtype()}), manifest says float32 {spec['shape']}"
-                )
+                meta = loaded.metadata
+            except Exception as e:
+                raise ArtifactFormatError(
+                    f"ExecuTorch cannot load method {where} ({library_reason(e)})", file=relpath
+                ) from None
+            check_method_meta(meta, where, relpath, self._io)
+            self._methods[concept] = (loaded, relpath, method)
 
     def activate(self, concept: str) -> None:
         if concept not in self._methods:
@@ -115,7 +176,12 @@ class ExecuTorchBackend:
     def run(self, x: np.ndarray, concept: str) -> np.ndarray:
         import torch
 
-        method = self._methods[concept]
-        with self._lock:
-            out = method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])[0]
-        return out.numpy()
+        method, relpath, name = self._methods[concept]
+        where = f"{relpath}:{name}"
+        try:
+            with self._lock:
+                out = method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])
+            y = out[0].numpy()
+        except Exception as e:  # RuntimeError from a method whose program is corrupted
+            raise ArtifactFormatError(f"{where} failed to run ({library_reason(e)})", file=relpath) from None
+        return checked_output(y, self._io[1], relpath, concept)
