@@ -7,7 +7,7 @@ the model's square size, ``x = pixel / 127.5 - 1``).
 
 Held-out rule: the photos shipped with pocketgan (``sample_photo_paths()``) are the
 parity photos every export is checked on, so by default calibration does **not** use
-them. The default calibration set is ``pocketgan.training.photos.training_photos()``
+them. The default calibration set is ``pocketgan.photos.training_photos()``
 (Debian's mate-backgrounds nature photos when installed + scikit-image's stereo
 motorcycle pair), each letterboxed whole, plus seeded random crops of them (random scale
 and flips) for more variety. Only when neither source is available does it fall back to
@@ -59,14 +59,16 @@ def calibration_set(
         crops: extra seeded random crops of the default photos (ignored with ``folder``).
         limit: keep at most this many whole photos (the crops come on top), for quick runs.
     """
-    from pocketgan.training.photos import list_images, load_rgb, random_crops, sample_photo_paths
+    from pocketgan.photos import list_images, load_rgb, random_crops, sample_photo_paths
 
     if folder is not None:
         paths = list_images(folder)[:limit]
-        return CalibrationSet(_letterbox([load_rgb(p, max_side=4 * size) for p in paths], size),
-                              f"folder {Path(folder).name} ({len(paths)} photos, letterboxed)")
+        return CalibrationSet(
+            _letterbox([load_rgb(p, max_side=4 * size) for p in paths], size),
+            f"folder {Path(folder).name} ({len(paths)} photos, letterboxed)",
+        )
     try:
-        from pocketgan.training.photos import MATE_NATURE, training_photos
+        from pocketgan.photos import MATE_NATURE, training_photos
 
         photos = training_photos(max_side=max(2 * size, 256))
     except (ImportError, FileNotFoundError):
@@ -78,10 +80,14 @@ def calibration_set(
         extra = random_crops(photos, crops, size, rng) if crops else []
         parts = [f"mate-backgrounds nature ({mate})"] if mate else []
         parts.append("skimage stereo_motorcycle (2)")
-        source = (f"training_photos: {' + '.join(parts)}, {len(photos)} letterboxed"
-                  + (f" + {len(extra)} random crops (seed {seed})" if extra else "")
-                  + "; held out from the parity photos")
+        source = (
+            f"training_photos: {' + '.join(parts)}, {len(photos)} letterboxed"
+            + (f" + {len(extra)} random crops (seed {seed})" if extra else "")
+            + "; held out from the parity photos"
+        )
         return CalibrationSet(_letterbox(photos, size) + _letterbox(extra, size), source)
     paths = sample_photo_paths()[:limit]
-    return CalibrationSet(_letterbox([load_rgb(p) for p in paths], size),
-                          f"shipped sample photos ({len(paths)}); parity photos reused (no training photos found)")
+    return CalibrationSet(
+        _letterbox([load_rgb(p) for p in paths], size),
+        f"shipped sample photos ({len(paths)}); parity photos reused (no training photos found)",
+    )

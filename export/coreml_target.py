@@ -34,42 +34,44 @@ were about a third of each function's program text.
 Parity: Core ML prediction exists only on macOS. On macOS every function of every package
 is run on the real parity photos (``compute_units=CPU_ONLY``) and compared with PyTorch;
 below the threshold the export raises :class:`ParityError` before writing anything. The
-threshold is ``threshold_db`` for fp32/fp16; for the weight-compressed precisions the
-default 35 dB gate is lowered to :data:`COMPRESSED_THRESHOLD_DB` (30 dB), since their
-weights differ from PyTorch's on purpose. Elsewhere (Linux) nothing is predicted: the entry
+threshold is ``parity_threshold_db(precision, requested)`` (``pocketgan.runtime.targets``),
+as for every target: a requested threshold is used as given; by default 35 dB for
+fp32/fp16 and 30 dB for the weight-compressed precisions, whose weights differ from
+PyTorch's on purpose. Elsewhere (Linux) nothing is predicted: the entry
 says ``"parity_checked": false`` with the reason and ``psnr_db`` stays empty, and a
 structural check runs instead on every saved package (spec version, function names,
 default function, input/output names, shapes and dtypes).
+
+:func:`convert_function` is the public ``(model, example inputs) -> MLModel`` step (the
+pix2pix benchmark peer uses it); :class:`CoreMLTarget` is the target run by
+``pocketgan.export.target.export_target``.
 """
 
 from __future__ import annotations
 
-import logging
 import platform
 import shutil
 import sys
-import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
 
-from pocketgan.bundle import BASE_WEIGHTS, INPUT_NAME, OUTPUT_NAME, Bundle
-from pocketgan.export.parity import check_parity, parity_inputs
+from pocketgan._quiet import coreml_progress, library_warnings_filtered, quiet_library_logs
+from pocketgan.bundle import INPUT_NAME, OUTPUT_NAME, Bundle
+from pocketgan.export.coreml_names import compact_names
+from pocketgan.export.target import ExportJob, export_target
 from pocketgan.runtime.errors import PocketganError
-from pocketgan.runtime.manifest import sha256_file
 
 COREML_DIR = "coreml"
 PACKAGES = {"separate": f"{COREML_DIR}/generator.mlpackage", "merged": f"{COREML_DIR}/merged.mlpackage"}
 IOS17_DIR = f"{COREML_DIR}/ios17"
 IOS17_MODE = "merged"  # the iOS 17 packages share nothing, so they carry the folded model
-PRECISIONS = ("fp32", "fp16", "int8", "palettize4")
 FRONTENDS = ("export", "trace")
-CONCEPT_MODES = ("separate", "merged", "both")
-DEFAULT_THRESHOLD_DB = 35.0
-COMPRESSED_THRESHOLD_DB = 30.0
 # Core ML spec versions (coremltools' _SPECIFICATION_VERSION_IOS_17/18)
 SPEC_VERSIONS = {"iOS17": 8, "iOS18": 9}
 # macOS release that runs a model of each target (multifunction needs macOS 15 / iOS 18)
@@ -78,10 +80,13 @@ _FLOAT32 = "FLOAT32"
 # weights below this many elements are left in fp16 by the compressors (coremltools' default)
 WEIGHT_THRESHOLD = 2048
 WEIGHT_COMPRESSION = {
-    "int8": {"method": "linear_symmetric", "dtype": "int8", "granularity": "per_channel",
-             "weight_threshold": WEIGHT_THRESHOLD},
-    "palettize4": {"method": "kmeans", "nbits": 4, "granularity": "per_tensor",
-                   "weight_threshold": WEIGHT_THRESHOLD},
+    "int8": {
+        "method": "linear_symmetric",
+        "dtype": "int8",
+        "granularity": "per_channel",
+        "weight_threshold": WEIGHT_THRESHOLD,
+    },
+    "palettize4": {"method": "kmeans", "nbits": 4, "granularity": "per_tensor", "weight_threshold": WEIGHT_THRESHOLD},
 }
 
 
@@ -91,10 +96,9 @@ class CoreMLStructureError(PocketganError):
 
 def _ct():
     """Import coremltools quietly (its import logs about optional native libraries)."""
+    quiet_library_logs()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            logging.getLogger("coremltools").setLevel(logging.ERROR)
+        with library_warnings_filtered():
             import coremltools as ct
     except ImportError as e:
         raise PocketganError("the Core ML export needs coremltools: pip install 'pocketgan[coreml]'") from e
@@ -106,8 +110,7 @@ def _ct():
 
 def _source(model: torch.nn.Module, example: tuple[torch.Tensor, ...], frontend: str):
     """What ``ct.convert`` takes: an ATen ExportedProgram (default) or a TorchScript trace."""
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+    with library_warnings_filtered(), torch.no_grad():
         if frontend == "trace":
             return torch.jit.trace(model, example)
         return torch.export.export(model, example, strict=False).run_decompositions({})
@@ -119,28 +122,39 @@ def _compress(mlmodel, precision: str):
         return mlmodel
     ct = _ct()
     cto = ct.optimize.coreml
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with library_warnings_filtered():
         if precision == "int8":
-            op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
-                                             weight_threshold=WEIGHT_THRESHOLD)
+            op = cto.OpLinearQuantizerConfig(
+                mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=WEIGHT_THRESHOLD
+            )
             return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=op))
         op = cto.OpPalettizerConfig(mode="kmeans", nbits=4, granularity="per_tensor", weight_threshold=WEIGHT_THRESHOLD)
         return cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=op))
 
 
-def convert_function(model: torch.nn.Module, example: tuple[torch.Tensor, ...], *, precision: str, target: str,
-                     frontend: str = "export"):
+def convert_function(
+    model: torch.nn.Module,
+    example: tuple[torch.Tensor, ...],
+    *,
+    precision: str,
+    target: str,
+    frontend: str = "export",
+    progress: Callable[[str], None] | None = None,
+):
     """One single-input model -> a compressed single-function ``ct.models.MLModel`` (not loaded).
 
     Input ``image`` and output ``edited`` are float32 (1, 3, S, S) whatever the precision
-    (Core ML inserts the casts for fp16 compute).
+    (Core ML inserts the casts for fp16 compute). Core ML's own progress bars are not drawn;
+    their titles go to ``progress`` (``None``: nowhere), see :func:`pocketgan._quiet.coreml_progress`.
     """
     ct = _ct()
     shape = tuple(example[0].shape)
     source = _source(model, example, frontend)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with library_warnings_filtered(), coreml_progress(progress), warnings.catch_warnings():
+        # ct.convert keeps the program's weights in a TemporaryDirectory it never closes
+        # (coremltools/converters/mil/converter.py); it is removed, with this warning, when
+        # ct.convert returns, after the weights were copied into the package. Harmless.
+        warnings.filterwarnings("ignore", r"Implicitly cleaning up <TemporaryDirectory", ResourceWarning)
         mlmodel = ct.convert(
             source,
             inputs=[ct.TensorType(name=INPUT_NAME, shape=shape, dtype=np.float32)],
@@ -151,8 +165,8 @@ def convert_function(model: torch.nn.Module, example: tuple[torch.Tensor, ...], 
             compute_units=ct.ComputeUnit.CPU_ONLY,
             skip_model_load=True,  # loading (compiling) only works on macOS; parity loads it there
         )
-    mlmodel = _rename_io(mlmodel)
-    return compact_names(_compress(mlmodel, precision))
+        mlmodel = _compress(_rename_io(mlmodel), precision)  # compression runs MIL passes too (their bars)
+    return compact_names(mlmodel)
 
 
 def _rename_io(mlmodel):
@@ -170,86 +184,6 @@ def _rename_io(mlmodel):
     return ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
 
 
-def _interface_names(spec) -> set[str]:
-    """Names the model description refers to (inputs, outputs, states, predicted features),
-    over the single function and every function of a multifunction model."""
-    desc = spec.description
-    names = {desc.predictedFeatureName, desc.predictedProbabilitiesName}
-    for d in [desc, *desc.functions]:
-        names |= {f.name for f in (*d.input, *d.output, *d.state)}
-        names |= {d.predictedFeatureName, d.predictedProbabilitiesName}
-    return names - {""}
-
-
-def compact_program(program, keep: set[str] = frozenset()) -> dict[str, dict[str, str]]:
-    """Rename, in place, every internal variable and op of an ML program (``MIL_pb2.Program``)
-    to a short name (``v0``, ``v1``, ... per function), like the ONNX exporter's ``_compact``.
-
-    The converter names variables after PyTorch parameters and passes
-    (``p_generator_down2_conv_base_layer_weight_to_fp16_quantized``), and each name is
-    stored three times (op output, every argument that reads it, the op's ``name``
-    attribute): over a third of the program text (tiny: 72 -> 46 KB). Names are not part of
-    the model's interface. Left as they are: function input names, the outputs of each
-    function's top-level block, and ``keep`` (what the model description refers to). The
-    renaming is one-to-one within a function, applied to every definition (op outputs,
-    nested block inputs) and every reference (argument bindings, block outputs), so the
-    graph is unchanged; an op's ``name`` attribute becomes its first output's new name.
-    Constant values, blob offsets and types are not touched. Returns ``{function: {old: new}}``.
-    """
-    renamed: dict[str, dict[str, str]] = {}
-    for fname, function in program.functions.items():
-        fixed = set(keep) | {i.name for i in function.inputs}
-        for block in function.block_specializations.values():
-            fixed |= set(block.outputs)
-        rename: dict[str, str] = {}
-        counter = iter(range(sys.maxsize))
-
-        def fresh() -> str:
-            new = f"v{next(counter)}"
-            while new in fixed:
-                new = f"v{next(counter)}"
-            return new
-
-        def short(name: str) -> str:
-            if name in fixed:
-                return name
-            if name not in rename:
-                rename[name] = fresh()
-            return rename[name]
-
-        def walk(block) -> None:
-            for value in block.inputs:
-                value.name = short(value.name)
-            for op in block.operations:
-                for argument in op.inputs.values():
-                    for binding in argument.arguments:
-                        if binding.WhichOneof("binding") == "name":
-                            binding.name = short(binding.name)
-                for value in op.outputs:
-                    value.name = short(value.name)
-                for nested in op.blocks:
-                    walk(nested)
-                if "name" in op.attributes:
-                    strings = op.attributes["name"].immediateValue.tensor.strings.values
-                    if len(strings) == 1:
-                        strings[0] = op.outputs[0].name if len(op.outputs) else fresh()
-            block.outputs[:] = [short(n) for n in block.outputs]
-
-        for block in function.block_specializations.values():
-            walk(block)
-        renamed[fname] = rename
-    return renamed
-
-
-def compact_names(mlmodel):
-    """:func:`compact_program` on a converted ML program -> a new ``MLModel`` (not loaded)
-    over the same weights; the model description is unchanged."""
-    ct = _ct()
-    spec = mlmodel.get_spec()
-    compact_program(spec.mlProgram, _interface_names(spec))
-    return ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
-
-
 # An ExecuTorch debug aid that ``MLModel.save`` drops into packages converted from
 # torch.export; it is not part of the Core ML model (not in the package's Manifest.json).
 _DEBUG_MAPPING = "executorch_debug_handle_mapping.json"
@@ -261,15 +195,17 @@ def save_package(mlmodel, path: Path) -> None:
     (Path(path) / _DEBUG_MAPPING).unlink(missing_ok=True)
 
 
-def merge_functions(packages: dict[str, Path], dest: Path, default: str) -> None:
-    """Single-function packages -> one multifunction package (function = dict key)."""
+def merge_functions(
+    packages: dict[str, Path], dest: Path, default: str, progress: Callable[[str], None] | None = None
+) -> None:
+    """Single-function packages -> one multifunction package (function = dict key); the
+    titles of Core ML's progress bars go to ``progress`` (``None``: nowhere)."""
     ct = _ct()
     desc = ct.utils.MultiFunctionDescriptor()
     for function, path in packages.items():
         desc.add_function(str(path), "main", function)
     desc.default_function_name = default
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with library_warnings_filtered(), coreml_progress(progress):
         ct.utils.save_multifunction(desc, str(dest))
 
 
@@ -313,8 +249,11 @@ def describe_package(path: Path) -> dict:
             fn = program.functions[name]
             for op in fn.block_specializations[fn.opset].operations:
                 ops.add(op.type)
-        out["functions"][name] = {"inputs": [_tensor(i) for i in inputs], "outputs": [_tensor(o) for o in outputs],
-                                  "ops": sorted(ops)}
+        out["functions"][name] = {
+            "inputs": [_tensor(i) for i in inputs],
+            "outputs": [_tensor(o) for o in outputs],
+            "ops": sorted(ops),
+        }
     return out
 
 
@@ -328,7 +267,8 @@ def check_structure(path: Path, functions: list[str], size: int, target: str, pr
     where = Path(path).name
     if info["specification_version"] != SPEC_VERSIONS[target]:
         raise CoreMLStructureError(
-            f"{where}: specification version {info['specification_version']}, expected {SPEC_VERSIONS[target]} ({target})"
+            f"{where}: specification version {info['specification_version']}, "
+            f"expected {SPEC_VERSIONS[target]} ({target})"
         )
     if list(info["functions"]) != list(functions):
         raise CoreMLStructureError(f"{where}: functions {list(info['functions'])}, expected {list(functions)}")
@@ -338,8 +278,10 @@ def check_structure(path: Path, functions: list[str], size: int, target: str, pr
     for name, fn in info["functions"].items():
         got = fn["inputs"] + fn["outputs"]
         if len(fn["inputs"]) != 1 or len(fn["outputs"]) != 1 or got != want:
-            raise CoreMLStructureError(f"{where} function {name!r}: inputs {fn['inputs']}, outputs {fn['outputs']}; "
-                                       f"expected input {want[0]} and output {want[1]}")
+            raise CoreMLStructureError(
+                f"{where} function {name!r}: inputs {fn['inputs']}, outputs {fn['outputs']}; "
+                f"expected input {want[0]} and output {want[1]}"
+            )
         if precision in WEIGHT_COMPRESSION and not any(op.startswith("constexpr_") for op in fn["ops"]):
             raise CoreMLStructureError(f"{where} function {name!r}: no compressed ({precision}) weights")
     return info
@@ -356,8 +298,10 @@ def _macos_major() -> int:
 def can_predict(target: str) -> tuple[bool, str]:
     """Whether Core ML can run a ``target`` model here, and if not, why."""
     if sys.platform != "darwin":
-        return False, (f"Core ML prediction runs only on macOS; exported on {sys.platform}, where only the packages' "
-                       "structure was checked (functions, input/output names, shapes, dtypes)")
+        return False, (
+            f"Core ML prediction runs only on macOS; exported on {sys.platform}, where only the packages' "
+            "structure was checked (functions, input/output names, shapes, dtypes)"
+        )
     if _macos_major() < _MACOS_FOR_TARGET[target]:
         return False, f"{target} models need macOS {_MACOS_FOR_TARGET[target]}+, this is macOS {platform.mac_ver()[0]}"
     return True, ""
@@ -371,24 +315,9 @@ def predict(path: Path, function: str | None, inputs: list[np.ndarray]) -> list[
     return [np.asarray(model.predict({INPUT_NAME: x})[OUTPUT_NAME], dtype=np.float32) for x in inputs]
 
 
-def _torch_outputs(model: torch.nn.Module, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    with torch.no_grad():
-        return [model(torch.from_numpy(x)).numpy() for x in inputs]
-
-
-def effective_threshold(precision: str, threshold_db: float) -> float:
-    """The parity gate for ``precision``: compressed weights get 30 dB when the caller
-    left the default 35 dB; an explicit other threshold is used as given."""
-    if precision in WEIGHT_COMPRESSION and threshold_db == DEFAULT_THRESHOLD_DB:
-        return COMPRESSED_THRESHOLD_DB
-    return threshold_db
-
-
-# --- the target ----------------------------------------------------------------------------
-
-
-def _build_package(bundle: Bundle, mode: str, names: list[str], work: Path, *, precision: str, frontend: str,
-                   step) -> tuple[Path, dict, dict[str, torch.nn.Module], dict]:
+def _build_package(
+    bundle: Bundle, mode: str, names: list[str], work: Path, *, precision: str, frontend: str, step
+) -> tuple[Path, dict, dict[str, torch.nn.Module], dict]:
     """Convert every concept (iOS 18), compress, merge: (package, sizes, models, timings)."""
     example = bundle.example_inputs()
     singles: dict[str, Path] = {}
@@ -398,18 +327,24 @@ def _build_package(bundle: Bundle, mode: str, names: list[str], work: Path, *, p
         step(f"Core ML convert {mode} {name} ({precision})")
         t0 = time.perf_counter()
         models[name] = bundle.model_for(name, mode)
-        mlmodel = convert_function(models[name], example, precision=precision, target="iOS18", frontend=frontend)
+        mlmodel = convert_function(
+            models[name], example, precision=precision, target="iOS18", frontend=frontend, progress=step
+        )
         singles[name] = work / f"single-{mode}-{name}.mlpackage"
         save_package(mlmodel, singles[name])
         timings["convert_s"] += time.perf_counter() - t0
     step(f"Core ML merge {len(names)} function(s) ({mode})")
     t0 = time.perf_counter()
     package = work / f"{mode}.mlpackage"
-    merge_functions(singles, package, default=names[0])
+    merge_functions(singles, package, default=names[0], progress=step)
     timings["merge_s"] = time.perf_counter() - t0
     first = singles[names[0]]
-    sizes = {"package": package_bytes(package), "package_weights": weight_bytes(package),
-             "single_function_package": package_bytes(first), "single_function_weights": weight_bytes(first)}
+    sizes = {
+        "package": package_bytes(package),
+        "package_weights": weight_bytes(package),
+        "single_function_package": package_bytes(first),
+        "single_function_weights": weight_bytes(first),
+    }
     if mode == "separate" and len(names) > 1:
         _check_dedup(sizes, len(names))
     return package, sizes, models, timings
@@ -426,123 +361,120 @@ def _check_dedup(sizes: dict, k: int) -> None:
         )
 
 
-def write_coreml_target(
-    bundle: Bundle,
-    staging: Path,
-    *,
-    concept_mode: str,
-    photos: list[Path],
-    threshold_db: float,
-    progress=None,
-    precision: str = "fp16",
-    ios17_fallback: bool = True,
-    frontend: str = "export",
-) -> dict:
-    """Write ``coreml/`` into a staging bundle; return the manifest's ``targets.coreml``.
+@dataclass
+class CoreMLTarget:
+    """``coreml/``: a multifunction package per concept mode (a function per concept, iOS
+    18) and, with ``ios17_fallback``, one merged single-function package per concept.
 
-    Args:
-        concept_mode: ``separate`` (``coreml/generator.mlpackage``: base weights shared by
-            the concept functions), ``merged`` (``coreml/merged.mlpackage``: LoRA folded
-            into each function) or ``both``.
-        photos: real photos for the parity gate (the same ones as the other targets).
-        threshold_db: lowest acceptable PSNR against PyTorch for fp32/fp16; see
-            :func:`effective_threshold` for int8/palettize4. Only enforced on macOS.
-        precision: ``fp32``, ``fp16`` (default), ``int8`` or ``palettize4``.
+    Attributes:
         ios17_fallback: also write ``coreml/ios17/<concept>.mlpackage`` (one merged
             single-function package per concept, ``minimum_deployment_target`` iOS 17).
         frontend: ``export`` (``torch.export`` + ``run_decompositions({})``, default) or
             ``trace`` (TorchScript); both convert this generator to the same program.
-    Raises:
-        ParityError (macOS), CoreMLStructureError, PocketganError: raised before any file
-        is written under ``staging``.
     """
-    if concept_mode not in CONCEPT_MODES:
-        raise ValueError(f"concept_mode must be one of {list(CONCEPT_MODES)}, got {concept_mode!r}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    if frontend not in FRONTENDS:
-        raise ValueError(f"frontend must be one of {list(FRONTENDS)}, got {frontend!r}")
-    ct = _ct()
-    step = progress or (lambda message: None)
-    staging = Path(staging)
-    names = bundle.concept_names
-    size = bundle.config.image_size
-    modes = ("separate", "merged") if concept_mode == "both" else (concept_mode,)
-    gate = effective_threshold(precision, threshold_db)
-    inputs = parity_inputs(photos, size)
-    io = [{"name": n, "shape": [1, 3, size, size], "dtype": "float32"} for n in (INPUT_NAME, OUTPUT_NAME)]
-    entry: dict = {
-        "precision": precision,
-        "compute_precision": "float32" if precision == "fp32" else "float16",
-        "concept_mode": concept_mode,
-        "source_base_sha256": sha256_file(staging / BASE_WEIGHTS),
-        "minimum_deployment_target": "iOS18",
-        "converter": {"coremltools": ct.__version__, "frontend": "torch.export" if frontend == "export" else "torchscript"},
-    }
-    if precision in WEIGHT_COMPRESSION:
-        entry["weight_compression"] = dict(WEIGHT_COMPRESSION[precision])
-    sizes: dict[str, int] = {}
-    scores: dict[str, dict[str, float]] = {}
-    not_checked: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="pocketgan-coreml-") as tmp:
-        work = Path(tmp)
-        out = work / COREML_DIR
-        out.mkdir()
-        for mode in modes:
-            package, mode_sizes, models, t = _build_package(bundle, mode, names, work, precision=precision,
-                                                            frontend=frontend, step=step)
-            check_structure(package, names, size, "iOS18", precision)
-            step(f"Core ML {mode} package: converted in {t['convert_s']:.1f} s, merged in {t['merge_s']:.1f} s, "
-                 f"{mode_sizes['package'] / 1e6:.2f} MB")
+
+    name: ClassVar[str] = "coreml"
+    parity_may_be_skipped: ClassVar[bool] = True  # Core ML predicts only on macOS
+    ios17_fallback: bool = True
+    frontend: str = "export"
+
+    @classmethod
+    def from_config(cls, config) -> CoreMLTarget:
+        return cls(ios17_fallback=config.coreml_ios17_fallback)
+
+    def check(self, concept_mode: str, precision: str) -> None:
+        if self.frontend not in FRONTENDS:
+            raise ValueError(f"frontend must be one of {list(FRONTENDS)}, got {self.frontend!r}")
+        _ct()
+
+    def build(self, job: ExportJob, work: Path) -> dict:
+        size = job.bundle.config.image_size
+        entry = job.entry_head(compute_precision="float32" if job.precision == "fp32" else "float16")
+        entry["minimum_deployment_target"] = "iOS18"
+        entry["converter"] = {
+            "coremltools": _ct().__version__,
+            "frontend": "torch.export" if self.frontend == "export" else "torchscript",
+        }
+        if job.precision in WEIGHT_COMPRESSION:
+            entry["weight_compression"] = dict(WEIGHT_COMPRESSION[job.precision])
+        sizes: dict[str, int] = {}
+        for mode in job.modes:
             prefix = "" if mode == "separate" else "merged_"
-            sizes.update({prefix + k: v for k, v in mode_sizes.items()})
-            ok, why = can_predict("iOS18")
-            if ok:
-                scores[mode] = {}
-                for name in names:
-                    step(f"Core ML parity {mode} {name}")
-                    got = predict(package, name, inputs)
-                    scores[mode][name] = check_parity(f"Core ML {mode} function {name!r} ({precision})",
-                                                      _torch_outputs(models[name], inputs), got, gate)
-            else:
-                not_checked.append(why)
-            rel = PACKAGES[mode]
-            shutil.move(str(package), str(work / rel))
-            entry["package" if mode == "separate" else "merged_package"] = rel
-        entry["functions"] = {name: name for name in names}
-        entry["default_function"] = names[0]
+            sizes.update({prefix + k: v for k, v in self._multifunction(job, work, mode).items()})
+            entry["package" if mode == "separate" else "merged_package"] = PACKAGES[mode]
+        entry["functions"] = {name: name for name in job.names}
+        entry["default_function"] = job.names[0]
+        io = [{"name": n, "shape": [1, 3, size, size], "dtype": "float32"} for n in (INPUT_NAME, OUTPUT_NAME)]
         entry["inputs"], entry["outputs"] = io[:1], io[1:]
-        if ios17_fallback:
-            (work / IOS17_DIR).mkdir(parents=True)
-            packages: dict[str, str] = {}
-            t0 = time.perf_counter()
-            ok, why = can_predict("iOS17")
-            for name in names:
-                step(f"Core ML convert iOS 17 {name} ({precision})")
-                model = bundle.model_for(name, IOS17_MODE)
-                mlmodel = convert_function(model, bundle.example_inputs(), precision=precision, target="iOS17",
-                                           frontend=frontend)
-                rel = f"{IOS17_DIR}/{name}.mlpackage"
-                save_package(mlmodel, work / rel)
-                check_structure(work / rel, ["main"], size, "iOS17", precision)
-                if ok:
-                    got = predict(work / rel, None, inputs)
-                    scores.setdefault("ios17", {})[name] = check_parity(
-                        f"Core ML iOS 17 package {name!r} ({precision})", _torch_outputs(model, inputs), got, gate)
-                packages[name] = rel
-            step(f"Core ML iOS 17 packages: converted in {time.perf_counter() - t0:.1f} s")
-            if not ok:
-                not_checked.append(why)
-            entry["ios17"] = {"minimum_deployment_target": "iOS17", "concept_mode": IOS17_MODE, "packages": packages}
-            sizes["ios17_packages"] = sum(package_bytes(work / p) for p in packages.values())
-        # Every check passed: only now move the packages into the bundle.
-        dest = staging / COREML_DIR
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(out, dest)
-    entry["sizes"] = sizes
-    entry["parity"] = {"metric": "psnr", "threshold_db": gate, "photos": [p.name for p in photos], "psnr_db": scores}
-    entry["parity_checked"] = not not_checked
-    if not_checked:
-        entry["parity_note"] = "; ".join(dict.fromkeys(not_checked))
-    return entry
+        if self.ios17_fallback:
+            entry["ios17"], sizes["ios17_packages"] = self._ios17(job, work)
+        entry["sizes"] = sizes
+        return entry
+
+    def _multifunction(self, job: ExportJob, work: Path, mode: str) -> dict[str, int]:
+        """The iOS 18 package of ``mode``, checked (structure; parity where Core ML runs); its sizes."""
+        package, sizes, models, t = _build_package(
+            job.bundle, mode, job.names, work, precision=job.precision, frontend=self.frontend, step=job.step
+        )
+        check_structure(package, job.names, job.bundle.config.image_size, "iOS18", job.precision)
+        job.step(
+            f"Core ML {mode} package: converted in {t['convert_s']:.1f} s, merged in {t['merge_s']:.1f} s, "
+            f"{sizes['package'] / 1e6:.2f} MB"
+        )
+        ok, why = can_predict("iOS18")
+        if ok:
+            for name in job.names:
+                job.step(f"Core ML parity {mode} {name}")
+                got = predict(package, name, job.gate.inputs)
+                job.gate.check(mode, name, f"Core ML {mode} function {name!r} ({job.precision})", models[name], got)
+        else:
+            job.gate.skip(why)
+        shutil.move(str(package), str(work / PACKAGES[mode]))
+        return sizes
+
+    def _ios17(self, job: ExportJob, work: Path) -> tuple[dict, int]:
+        """One merged single-function iOS 17 package per concept, checked: (manifest part, bytes)."""
+        (work / IOS17_DIR).mkdir(parents=True)
+        packages: dict[str, str] = {}
+        t0 = time.perf_counter()
+        ok, why = can_predict("iOS17")
+        for name in job.names:
+            job.step(f"Core ML convert iOS 17 {name} ({job.precision})")
+            model = job.bundle.model_for(name, IOS17_MODE)
+            mlmodel = convert_function(
+                model,
+                job.bundle.example_inputs(),
+                precision=job.precision,
+                target="iOS17",
+                frontend=self.frontend,
+                progress=job.step,
+            )
+            rel = f"{IOS17_DIR}/{name}.mlpackage"
+            save_package(mlmodel, work / rel)
+            check_structure(work / rel, ["main"], job.bundle.config.image_size, "iOS17", job.precision)
+            if ok:
+                got = predict(work / rel, None, job.gate.inputs)
+                job.gate.check("ios17", name, f"Core ML iOS 17 package {name!r} ({job.precision})", model, got)
+            packages[name] = rel
+        job.step(f"Core ML iOS 17 packages: converted in {time.perf_counter() - t0:.1f} s")
+        if not ok:
+            job.gate.skip(why)
+        entry = {"minimum_deployment_target": "iOS17", "concept_mode": IOS17_MODE, "packages": packages}
+        return entry, sum(package_bytes(work / p) for p in packages.values())
+
+
+def write_coreml_target(
+    bundle: Bundle, staging: Path, *, ios17_fallback: bool = True, frontend: str = "export", **common
+) -> dict:
+    """Write ``coreml/`` into a staging bundle; return the manifest's ``targets.coreml``.
+
+    ``common``: ``concept_mode``, ``photos``, ``threshold_db`` (``None``: 35 dB fp32/fp16,
+    30 dB int8/palettize4; only enforced where Core ML predicts, macOS), ``precision``
+    (``fp16`` by default, ``fp32``, ``int8``, ``palettize4``), ``progress``, as
+    :func:`~pocketgan.export.target.export_target` takes them. Raises ``ParityError``
+    (macOS), :class:`CoreMLStructureError` or ``PocketganError`` before any file is written.
+    """
+    return export_target(CoreMLTarget(ios17_fallback, frontend), bundle, staging, **common)
+
+
+TARGET = CoreMLTarget

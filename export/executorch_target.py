@@ -21,7 +21,8 @@ Layouts (``docs/executorch.md`` says which platform should use which):
 
 Every method is checked before anything is written: the heavy ops (convolution,
 linear/addmm/mm, bmm/matmul) must be delegated to XNNPACK, and the program, run by the
-ExecuTorch runtime on the real parity photos, must match PyTorch above the threshold.
+ExecuTorch runtime on the real parity photos, must match PyTorch above the threshold
+(``pocketgan.export.executorch_delegation``, ``pocketgan.export.parity``).
 
 ``precision="int8"`` (layout ``program``): each method is quantized with PT2E before
 lowering: ``torch.export`` -> torchao ``prepare_pt2e`` with ExecuTorch's
@@ -30,46 +31,40 @@ lowering: ``torch.export`` -> torchao ``prepare_pt2e`` with ExecuTorch's
 ``torch.export`` -> XNNPACK. Each concept's method is calibrated with its own LoRA, and
 the export fails unless the quantized convolutions and linears run inside XNNPACK.
 Details and measurements: ``docs/quantization.md``.
+
+:func:`export_executorch_program` is the public ``(model, example inputs) -> .pte``
+step (the pix2pix benchmark peer uses it); :class:`ExecuTorchTarget` is the target run
+by ``pocketgan.export.target.export_target``.
 """
 
 from __future__ import annotations
 
-import operator
 import tempfile
-import warnings
-from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from pocketgan.bundle import BASE_WEIGHTS, Bundle
+from pocketgan._quiet import library_warnings_filtered, quiet_library_logs, start_executorch_threadpool
+from pocketgan.bundle import Bundle
 from pocketgan.concepts.conditioned import CONCEPT_TOKENS
-from pocketgan.export.parity import check_parity, parity_inputs
+from pocketgan.export.executorch_delegation import program_delegation
+from pocketgan.export.target import ExportJob, export_target, precision_label
 from pocketgan.runtime.errors import PocketganError
-from pocketgan.runtime.manifest import sha256_file
+from pocketgan.runtime.targets import EXECUTORCH_LAYOUTS
 
 ET_DIR = "executorch"
-BACKEND_ID = "XnnpackBackend"
 PROGRAMS = {"separate": f"{ET_DIR}/generator.pte", "merged": f"{ET_DIR}/merged.pte"}
 BASE_DATA = f"{ET_DIR}/base.ptd"
 EXTERNAL_METHOD = "forward"
 EXTERNAL_PARITY_KEY = "separate_ptd"
-# Ops whose cost dominates the generator; the export fails if any of them runs outside
-# XNNPACK (ExecuTorch's portable kernels are reference implementations, 10-100x slower).
-HEAVY_OPS = frozenset({"convolution", "linear", "addmm", "mm", "bmm", "matmul", "baddbmm"})
 _BASE_TAG = "base"  # the .ptd file name (without extension) the base weights go to
-PRECISIONS = ("fp32", "int8")
-PARITY_THRESHOLD_DB = {"fp32": 35.0, "int8": 30.0}  # default gate per precision (PSNR vs fp32 PyTorch)
-# Quantize/dequantize ops of PT2E; with int8 they must sit inside the XNNPACK subgraphs.
-_QDQ_OPS = ("quantize_per_tensor", "dequantize_per_tensor", "quantize_per_channel", "dequantize_per_channel")
-
-
-class DelegationError(PocketganError):
-    """A heavy op of the generator was not delegated to XNNPACK."""
 
 
 def _executorch():
+    quiet_library_logs()  # before the import: torchao, which executorch imports, logs then
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
@@ -80,13 +75,14 @@ def _executorch():
     return XnnpackPartitioner, ExecutorchBackendConfig, to_edge_transform_and_lower
 
 
-def _export(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+def export_aten(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
+    """``torch.export`` (non-strict) of ``model`` without its ``x * 1`` no-ops (:func:`drop_identity_muls`)."""
+    with library_warnings_filtered():
         return drop_identity_muls(torch.export.export(model, example, strict=False))
 
 
-_MULS = (torch.ops.aten.mul.Tensor, torch.ops.aten.mul.Scalar)
+# the multiplications drop_identity_muls looks at
+MUL_OPS = (torch.ops.aten.mul.Tensor, torch.ops.aten.mul.Scalar)
 
 
 def drop_identity_muls(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
@@ -106,7 +102,7 @@ def drop_identity_muls(ep: torch.export.ExportedProgram) -> torch.export.Exporte
             torch.fx.node.map_arg(n.args, outputs.add)
     removed = 0
     for node in list(graph.nodes):
-        if node.op != "call_function" or node.target not in _MULS or node.kwargs or len(node.args) != 2:
+        if node.op != "call_function" or node.target not in MUL_OPS or node.kwargs or len(node.args) != 2:
             continue
         src, factor = node.args
         if not isinstance(src, torch.fx.Node) or isinstance(factor, torch.fx.Node) or factor != 1:
@@ -123,11 +119,6 @@ def drop_identity_muls(ep: torch.export.ExportedProgram) -> torch.export.Exporte
     return ep
 
 
-def _label(precision: str) -> str:
-    """Prefix of error messages: nothing for fp32 (unchanged messages), ``int8 `` else."""
-    return "" if precision == "fp32" else f"{precision} "
-
-
 def quantize_pt2e(model: torch.nn.Module, example: tuple[torch.Tensor, ...], calibration: list[np.ndarray]):
     """PT2E int8 for XNNPACK: the ``ExportedProgram`` of ``model`` with int8 weights and
     activations, calibrated on ``calibration`` ((1, 3, S, S) float32 inputs)."""
@@ -137,139 +128,83 @@ def quantize_pt2e(model: torch.nn.Module, example: tuple[torch.Tensor, ...], cal
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        module = _export(model, example).module()
+    with library_warnings_filtered():
+        module = export_aten(model, example).module()
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
         prepared = prepare_pt2e(module, quantizer)
         with torch.no_grad():
             for x in calibration:
                 prepared(torch.from_numpy(x))
         converted = convert_pt2e(prepared)
-    return _export(converted, example)
+    return export_aten(converted, example)
 
 
-def check_int8_delegation(summary: dict, where: str) -> None:
-    """int8: the quantized weights (per-channel dequantize) must be inside XNNPACK and no
-    quantize/dequantize op may be left to the portable kernels."""
-    delegated = {_base_op(op) for op in summary["_delegated"]}
-    if "dequantize_per_channel" not in delegated:
-        raise DelegationError(f"{where}: no per-channel int8 weight was delegated to XNNPACK; nothing was written")
-    stray = {op: n for op, n in summary["non_delegated"].items() if _base_op(op) in _QDQ_OPS}
-    if stray:
-        raise DelegationError(f"{where}: int8 (de)quantize ops left outside XNNPACK: {stray}; nothing was written")
-
-
-def _lower(programs, methods: list[str], where: str, external_constants=None, precision: str = "fp32"):
+def _lower(
+    programs, methods: list[str], where: str, external_constants=None, precision: str = "fp32", check: bool = True
+):
     """ATen program(s) -> edge, delegated to XNNPACK -> ExecuTorch program manager.
 
-    Returns ``(program manager, delegation summary)``; the summary is taken (and the
-    heavy ops checked) on the edge graphs, before ``to_executorch`` rewrites them into
-    out-variants and memory-planning nodes.
+    Returns ``(program manager, delegation summary)``; the summary is taken (and, with
+    ``check``, the heavy ops checked) on the edge graphs, before ``to_executorch``
+    rewrites them into out-variants and memory-planning nodes.
     """
     XnnpackPartitioner, ExecutorchBackendConfig, to_edge_transform_and_lower = _executorch()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with library_warnings_filtered():
         edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
-        delegation = _program_delegation(edge, methods, where, precision)
+        delegation = program_delegation(edge, methods, where, precision, check=check)
         config = ExecutorchBackendConfig(external_constants=external_constants) if external_constants else None
         program = edge.to_executorch(config) if config else edge.to_executorch()
     return program, delegation
 
 
-# --- delegation summary ------------------------------------------------------------------
+def aten_program(
+    model: torch.nn.Module,
+    example: tuple[torch.Tensor, ...],
+    precision: str = "fp32",
+    calibration: list[np.ndarray] | None = None,
+) -> torch.export.ExportedProgram:
+    """The ExportedProgram to lower: :func:`export_aten` (fp32) or :func:`quantize_pt2e` (int8,
+    calibrated on ``calibration``, (1, 3, S, S) float32 inputs in [-1, 1])."""
+    if precision == "int8":
+        if not calibration:
+            raise ValueError("int8 needs calibration inputs")
+        return quantize_pt2e(model, example, calibration)
+    return export_aten(model, example)
 
 
-def _op_name(target) -> str:
-    return getattr(target, "__name__", str(target))
+def export_executorch_program(
+    model: torch.nn.Module,
+    example_inputs: tuple[torch.Tensor, ...],
+    *,
+    precision: str = "fp32",
+    calibration: list[np.ndarray] | None = None,
+    require_delegation: bool = True,
+) -> tuple[bytes, dict]:
+    """``model`` as an XNNPACK-lowered ``.pte`` with one method, ``forward``: ``(pte bytes,
+    delegation summary)``.
 
-
-def _base_op(name: str) -> str:
-    """``aten.convolution.default`` -> ``convolution``."""
-    parts = name.split(".")
-    return parts[1] if len(parts) >= 2 else name
-
-
-def delegation_summary(graph_module: torch.fx.GraphModule) -> dict:
-    """What XNNPACK runs and what stays on ExecuTorch's portable kernels, for one method.
-
-    The same count as ``executorch.devtools.backend_debug.get_delegation_info`` (which
-    needs pandas), minus the ``getitem`` nodes that only unpack tuples.
+    ``example_inputs``: e.g. ``(torch.zeros(1, 3, S, S),)``. ``precision="int8"``: PT2E,
+    calibrated on ``calibration``. ``require_delegation``: fail
+    (:class:`~pocketgan.export.executorch_delegation.DelegationError`) when a heavy op (or,
+    in int8, a (de)quantize op) is left to the portable kernels; a model with ops XNNPACK
+    lacks (the pix2pix peer's reflection padding) passes ``False`` and gets the summary only.
     """
-    delegated: Counter = Counter()
-    non_delegated: Counter = Counter()
-    subgraphs = 0
-    for node in graph_module.graph.nodes:
-        if node.op == "get_attr" and node.name.startswith("lowered_module_"):
-            lowered = getattr(graph_module, node.name)
-            if lowered.backend_id != BACKEND_ID:
-                continue
-            subgraphs += 1
-            for inner in lowered.original_module.graph.nodes:
-                if inner.op == "call_function" and inner.target is not operator.getitem:
-                    delegated[_op_name(inner.target)] += 1
-        elif node.op == "call_function" and node.target is not operator.getitem:
-            name = _op_name(node.target)
-            if name != "executorch_call_delegate":
-                non_delegated[name] += 1
-    return {
-        "backend": BACKEND_ID,
-        "delegated_subgraphs": subgraphs,
-        "delegated_ops": sum(delegated.values()),
-        "non_delegated_ops": sum(non_delegated.values()),
-        "non_delegated": dict(sorted(non_delegated.items())),
-        "_delegated": dict(delegated),
-    }
+    program = aten_program(model, example_inputs, precision, calibration)
+    manager, delegation = _lower(
+        program,
+        ["forward"],
+        f"ExecuTorch {precision_label(precision)}program",
+        precision=precision,
+        check=require_delegation,
+    )
+    return manager.buffer, delegation
 
 
-def check_delegation(summary: dict, where: str) -> None:
-    """Raise :class:`DelegationError` unless every heavy op runs in XNNPACK."""
-    stray = {op: n for op, n in summary["non_delegated"].items() if _base_op(op) in HEAVY_OPS}
-    if stray:
-        raise DelegationError(
-            f"{where}: heavy ops not delegated to XNNPACK: {stray}; they would run on ExecuTorch's "
-            "portable kernels (slow). Nothing was written."
-        )
-    if not any(_base_op(op) == "convolution" for op in summary["_delegated"]):
-        raise DelegationError(f"{where}: no convolution was delegated to XNNPACK; nothing was written")
-
-
-def _program_delegation(edge, methods: list[str], where: str, precision: str = "fp32") -> dict:
-    """Check every method; return the (shared) per-method summary for the manifest."""
-    summaries = {}
-    for method in methods:
-        summary = delegation_summary(edge.exported_program(method).graph_module)
-        check_delegation(summary, f"{where} method {method!r}")
-        if precision == "int8":
-            check_int8_delegation(summary, f"{where} method {method!r}")
-        summaries[method] = summary
-    first = summaries[methods[0]]
-    public = {k: v for k, v in first.items() if not k.startswith("_")}
-    for method, summary in summaries.items():
-        if {k: v for k, v in summary.items() if not k.startswith("_")} != public:
-            # Different graphs per method (should not happen: one rank pattern): report totals.
-            public = _sum_summaries(summaries.values())
-            break
-    return public
-
-
-def _sum_summaries(summaries) -> dict:
-    total: dict = {"backend": BACKEND_ID, "delegated_subgraphs": 0, "delegated_ops": 0, "non_delegated_ops": 0}
-    counts: Counter = Counter()
-    for s in summaries:
-        for key in ("delegated_subgraphs", "delegated_ops", "non_delegated_ops"):
-            total[key] += s[key]
-        counts.update(s["non_delegated"])
-    total["non_delegated"] = dict(sorted(counts.items()))
-    return total
-
-
-# --- running programs ----------------------------------------------------------------------
-
-
-def _run_methods(pte: bytes, methods: list[str], inputs: list[np.ndarray], data_path: Path | None = None):
+def run_methods(pte: bytes, methods: list[str], inputs: list[np.ndarray], data_path: Path | None = None):
     """method -> outputs of the ExecuTorch runtime on ``inputs`` (program loaded from bytes)."""
     from executorch.runtime import Runtime
+
+    start_executorch_threadpool()  # created now, its cpuinfo lines filtered; loads below print nothing
 
     program = Runtime.get().load_program(pte, data_path=data_path)
     out = {}
@@ -279,16 +214,15 @@ def _run_methods(pte: bytes, methods: list[str], inputs: list[np.ndarray], data_
     return out
 
 
-def _torch_outputs(model: torch.nn.Module, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    with torch.no_grad():
-        return [model(torch.from_numpy(x)).numpy() for x in inputs]
-
-
-# --- layouts -----------------------------------------------------------------------------
-
-
-def build_program(bundle: Bundle, mode: str, concepts: list[str] | None = None, progress=None, *,
-                  precision: str = "fp32", calibration: list[np.ndarray] | None = None):
+def build_program(
+    bundle: Bundle,
+    mode: str,
+    concepts: list[str] | None = None,
+    progress=None,
+    *,
+    precision: str = "fp32",
+    calibration: list[np.ndarray] | None = None,
+):
     """Export one ``.pte`` with a method per concept; return ``(pte bytes, delegation, models)``.
 
     ``models`` are the PyTorch reference models (concept -> ConceptModel) the methods were
@@ -305,12 +239,12 @@ def build_program(bundle: Bundle, mode: str, concepts: list[str] | None = None, 
         models[name] = bundle.model_for(name, mode)
         if precision == "int8":
             step(f"int8 {mode} {name}: calibrate on {len(calibration)} photos")
-            programs[name] = quantize_pt2e(models[name], example, calibration)
         else:
             step(f"torch.export {mode} {name}")
-            programs[name] = _export(models[name], example)
+        programs[name] = aten_program(models[name], example, precision, calibration)
     step(f"lower {len(names)} {precision} method(s) to XNNPACK ({mode})")
-    program, delegation = _lower(programs, names, f"ExecuTorch {_label(precision)}{mode} program", precision=precision)
+    where = f"ExecuTorch {precision_label(precision)}{mode} program"
+    program, delegation = _lower(programs, names, where, precision=precision)
     return program.buffer, delegation, models
 
 
@@ -332,13 +266,15 @@ def build_external(bundle: Bundle, name: str):
 
     example = bundle.example_inputs()
     model = bundle.model_for(name, "separate")
-    module = _export(model, example).module()
+    module = export_aten(model, example).module()
     delegate_external_constants_pass_unlifted(
         module=module, gen_tag_fn=lambda node: None if _is_concept_tensor(str(node.target)) else _BASE_TAG
     )
-    ep = _export(module, example)
+    ep = export_aten(module, example)
     program, delegation = _lower(
-        ep, [EXTERNAL_METHOD], f"ExecuTorch external-data program {name!r}",
+        ep,
+        [EXTERNAL_METHOD],
+        f"ExecuTorch external-data program {name!r}",
         external_constants=lambda node: None if _is_concept_tensor(node.name) else _BASE_TAG,
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -350,125 +286,104 @@ def build_external(bundle: Bundle, name: str):
     return program.buffer, data, delegation, model
 
 
-SEPARATE_LAYOUTS = ("program", "ptd", "both")
+@dataclass
+class ExecuTorchTarget:
+    """``executorch/``: programs lowered to XNNPACK, a method per concept (see the module docstring).
 
+    Attributes:
+        layout: how the separate mode is stored: ``program`` (one ``.pte``, a method per
+            concept; what Android's stock ``Module`` can open), ``ptd`` (shared
+            ``base.ptd`` + one small ``.pte`` per concept) or ``both``.
+        calibration_photos: int8 only: a folder of calibration photos; ``None``: the
+            offline training photos (held out from the parity photos).
+    """
 
-def _write_external(bundle: Bundle, names: list[str], inputs, threshold_db: float, step):
-    """The shared-``.ptd`` layout, checked: (files, entry part, delegation, parity scores)."""
-    base_data: bytes | None = None
-    files: dict[str, bytes] = {}
-    programs: dict[str, str] = {}
-    scores: dict[str, float] = {}
-    delegation = None
-    with tempfile.TemporaryDirectory() as tmp:
-        data_path = Path(tmp) / "base.ptd"
-        for name in names:
-            step(f"external-data program {name}")
-            pte, data, delegation, model = build_external(bundle, name)
+    name: ClassVar[str] = "executorch"
+    parity_may_be_skipped: ClassVar[bool] = False
+    layout: str = "program"
+    calibration_photos: Path | None = None
+
+    @classmethod
+    def from_config(cls, config) -> ExecuTorchTarget:
+        return cls(layout=config.executorch_layout, calibration_photos=config.calibration_photos)
+
+    def check(self, concept_mode: str, precision: str) -> None:
+        if self.layout not in EXECUTORCH_LAYOUTS:
+            raise ValueError(f"layout must be one of {list(EXECUTORCH_LAYOUTS)}, got {self.layout!r}")
+        if self.layout != "program" and concept_mode == "merged":
+            raise ValueError(f"layout {self.layout!r} (shared base .ptd) needs the separate concept mode")
+        if precision == "int8" and self.layout != "program":
+            raise ValueError(f"int8 ExecuTorch exports support layout 'program' only, got {self.layout!r}")
+        _executorch()
+
+    def build(self, job: ExportJob, work: Path) -> dict:
+        entry = job.entry_head()
+        calibration = None
+        if job.precision == "int8":
+            from pocketgan.export.calibration import calibration_set
+
+            found = calibration_set(job.bundle.config.image_size, self.calibration_photos)
+            calibration = found.inputs
+            entry["calibration"] = found.manifest_entry()
+        delegation: dict[str, dict] = {}
+        for mode in job.modes:
+            if mode == "separate" and self.layout == "ptd":
+                continue
+            delegation[mode] = self._program(job, work, mode, calibration)
+            entry["program" if mode == "separate" else "merged_program"] = PROGRAMS[mode]
+        if delegation:
+            entry["methods"] = {name: name for name in job.names}
+        if "separate" in job.modes and self.layout in ("ptd", "both"):
+            entry["external_data"], delegation[EXTERNAL_PARITY_KEY] = self._external(job, work)
+        entry["delegation"] = delegation
+        return entry
+
+    def _program(self, job: ExportJob, work: Path, mode: str, calibration: list[np.ndarray] | None) -> dict:
+        """One ``.pte``, a method per concept, every method gated; returns its delegation summary."""
+        pte, delegation, models = build_program(
+            job.bundle, mode, job.names, progress=job.step, precision=job.precision, calibration=calibration
+        )
+        job.step(f"parity {mode} program ({len(pte) / 1e6:.2f} MB)")
+        got = run_methods(pte, job.names, job.gate.inputs)
+        for name in job.names:
+            job.gate.check(mode, name, f"ExecuTorch {job.label}{mode} method {name!r}", models[name], got[name])
+        (work / PROGRAMS[mode]).write_bytes(pte)
+        return delegation
+
+    def _external(self, job: ExportJob, work: Path) -> tuple[dict, dict]:
+        """The shared-``.ptd`` layout, every concept program gated: (manifest part, delegation)."""
+        base_data: bytes | None = None
+        data_path = work / BASE_DATA
+        programs: dict[str, str] = {}
+        delegation: dict = {}
+        (work / ET_DIR / "concepts").mkdir()
+        for name in job.names:
+            job.step(f"external-data program {name}")
+            pte, data, delegation, model = build_external(job.bundle, name)
             if base_data is None:
                 base_data = data
                 data_path.write_bytes(data)
             elif data != base_data:
                 raise PocketganError(f"the base .ptd exported with concept {name!r} differs from the first one")
-            got = _run_methods(pte, [EXTERNAL_METHOD], inputs, data_path=data_path)[EXTERNAL_METHOD]
-            scores[name] = check_parity(
-                f"ExecuTorch external-data program {name!r}", _torch_outputs(model, inputs), got, threshold_db
-            )
+            got = run_methods(pte, [EXTERNAL_METHOD], job.gate.inputs, data_path=data_path)[EXTERNAL_METHOD]
+            job.gate.check(EXTERNAL_PARITY_KEY, name, f"ExecuTorch external-data program {name!r}", model, got)
             rel = f"{ET_DIR}/concepts/{name}.pte"
-            files[rel] = pte
+            (work / rel).write_bytes(pte)
             programs[name] = rel
-    files[BASE_DATA] = base_data
-    return files, {"data": BASE_DATA, "method": EXTERNAL_METHOD, "programs": programs}, delegation, scores
+        return {"data": BASE_DATA, "method": EXTERNAL_METHOD, "programs": programs}, delegation
 
 
 def write_executorch_target(
-    bundle: Bundle,
-    staging: Path,
-    *,
-    concept_mode: str,
-    photos: list[Path],
-    threshold_db: float | None,
-    progress=None,
-    layout: str = "program",
-    precision: str = "fp32",
-    calibration_photos: Path | None = None,
+    bundle: Bundle, staging: Path, *, layout: str = "program", calibration_photos: Path | None = None, **common
 ) -> dict:
     """Write ``executorch/`` into a staging bundle; return the manifest's ``targets.executorch``.
 
-    Args:
-        concept_mode: ``separate`` (base weights shared by the concepts), ``merged`` (one
-            program, LoRA folded into each concept's method) or ``both``.
-        photos: real photos for the parity gate (the same ones as the ONNX target).
-        threshold_db: lowest acceptable PSNR against the fp32 PyTorch model; ``None``: the
-            precision's default (``PARITY_THRESHOLD_DB``: 35 dB fp32, 30 dB int8).
-        layout: how the separate mode is stored: ``program`` (one ``.pte``, a method per
-            concept; what Android's stock ``Module`` can open), ``ptd`` (shared
-            ``base.ptd`` + one small ``.pte`` per concept) or ``both``.
-        precision: ``fp32`` or ``int8`` (PT2E + XNNPACKQuantizer; layout ``program`` only).
-        calibration_photos: int8 only: a folder of calibration photos; ``None``: the
-            offline training photos (held out from the parity photos).
-    Raises:
-        ParityError, DelegationError: raised before any file is written (and the
-        staging directory is discarded by ``save_bundle``).
+    ``common``: ``concept_mode``, ``photos``, ``threshold_db`` (``None``: 35 dB fp32,
+    30 dB int8), ``precision`` (``fp32``, or ``int8`` with layout ``program``),
+    ``progress``, as :func:`~pocketgan.export.target.export_target` takes them.
+    Raises ``ParityError``/``DelegationError`` before any file is written.
     """
-    if concept_mode not in ("separate", "merged", "both"):
-        raise ValueError(f"concept_mode must be 'separate', 'merged' or 'both', got {concept_mode!r}")
-    if layout not in SEPARATE_LAYOUTS:
-        raise ValueError(f"layout must be one of {list(SEPARATE_LAYOUTS)}, got {layout!r}")
-    if layout != "program" and concept_mode == "merged":
-        raise ValueError(f"layout {layout!r} (shared base .ptd) needs the separate concept mode")
-    if precision not in PRECISIONS:
-        raise ValueError(f"ExecuTorch precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    if precision == "int8" and layout != "program":
-        raise ValueError(f"int8 ExecuTorch exports support layout 'program' only, got {layout!r}")
-    if threshold_db is None:
-        threshold_db = PARITY_THRESHOLD_DB[precision]
-    _executorch()
-    step = progress or (lambda message: None)
-    staging = Path(staging)
-    inputs = parity_inputs(photos, bundle.config.image_size)
-    names = bundle.concept_names
-    modes = ("separate", "merged") if concept_mode == "both" else (concept_mode,)
-    entry: dict = {"precision": precision, "concept_mode": concept_mode,
-                   "source_base_sha256": sha256_file(staging / BASE_WEIGHTS)}
-    calibration = None
-    if precision == "int8":
-        from pocketgan.export.calibration import calibration_set
+    return export_target(ExecuTorchTarget(layout, calibration_photos), bundle, staging, **common)
 
-        calibration = calibration_set(bundle.config.image_size, calibration_photos)
-        entry["calibration"] = calibration.manifest_entry()
-    files: dict[str, bytes] = {}
-    scores: dict[str, dict[str, float]] = {}
-    delegation: dict[str, dict] = {}
-    for mode in modes:
-        if mode == "separate" and layout == "ptd":
-            continue
-        pte, delegation[mode], models = build_program(
-            bundle, mode, names, progress=step, precision=precision,
-            calibration=calibration.inputs if calibration else None,
-        )
-        step(f"parity {mode} program ({len(pte) / 1e6:.2f} MB)")
-        got = _run_methods(pte, names, inputs)
-        scores[mode] = {
-            name: check_parity(
-                f"ExecuTorch {_label(precision)}{mode} method {name!r}", _torch_outputs(models[name], inputs), got[name], threshold_db
-            )
-            for name in names
-        }
-        files[PROGRAMS[mode]] = pte
-        entry["program" if mode == "separate" else "merged_program"] = PROGRAMS[mode]
-    if files:
-        entry["methods"] = {name: name for name in names}
-    if "separate" in modes and layout in ("ptd", "both"):
-        ext_files, entry["external_data"], delegation[EXTERNAL_PARITY_KEY], scores[EXTERNAL_PARITY_KEY] = (
-            _write_external(bundle, names, inputs, threshold_db, step)
-        )
-        files.update(ext_files)
-    # Every check passed: only now write the files.
-    for rel, data in files.items():
-        path = staging / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    entry["delegation"] = delegation
-    entry["parity"] = {"metric": "psnr", "threshold_db": threshold_db, "photos": [p.name for p in photos], "psnr_db": scores}
-    return entry
+
+TARGET = ExecuTorchTarget

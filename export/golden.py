@@ -38,8 +38,9 @@ def golden_photo(photo: Path, size: int) -> np.ndarray:
         scale = size / im.width
         if round(im.height * scale) < height:  # a very wide photo: fit its height instead
             scale = height / im.height
-        im = im.resize((max(size, round(im.width * scale)), max(height, round(im.height * scale))),
-                       Image.Resampling.LANCZOS)
+        im = im.resize(
+            (max(size, round(im.width * scale)), max(height, round(im.height * scale))), Image.Resampling.LANCZOS
+        )
         left, top = (im.width - size) // 2, (im.height - height) // 2
         return np.asarray(im.crop((left, top, left + size, top + height)), dtype=np.uint8).copy()
 

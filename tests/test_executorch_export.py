@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from helpers import backend_manifest
 
 torch = pytest.importorskip("torch")
@@ -72,7 +73,7 @@ def _manifest(bundle_dir: Path, bundle, entry: dict) -> dict:
 
 
 def _photos():
-    from pocketgan.training.photos import sample_photo_paths
+    from pocketgan.photos import sample_photo_paths
 
     return sample_photo_paths()
 
@@ -88,7 +89,9 @@ def exported(tmp_path_factory, bundle):
     from pocketgan.export.executorch_target import write_executorch_target
 
     staging = _staging(tmp_path_factory.mktemp("et") / "bundle", bundle)
-    entry = write_executorch_target(bundle, staging, concept_mode="separate", photos=_photos(), threshold_db=THRESHOLD_DB)
+    entry = write_executorch_target(
+        bundle, staging, concept_mode="separate", photos=_photos(), threshold_db=THRESHOLD_DB
+    )
     return staging, entry
 
 
@@ -158,17 +161,20 @@ def test_heavy_ops_are_delegated(exported):
 def test_identity_muls_are_dropped(bundle):
     """PEFT's LoRA scaling (1.0 here) is not exported as a multiplication; other scalar
     multiplications (the attention scale) and a graph output computed as ``x * 1`` stay."""
-    from pocketgan.export.executorch_target import _MULS, _export, drop_identity_muls
+    from pocketgan.export.executorch_target import MUL_OPS, drop_identity_muls, export_aten
 
     def scalar_muls(ep):
-        return [n.args[1] for n in ep.graph.nodes
-                if n.op == "call_function" and n.target in _MULS and not isinstance(n.args[1], torch.fx.Node)]
+        return [
+            n.args[1]
+            for n in ep.graph.nodes
+            if n.op == "call_function" and n.target in MUL_OPS and not isinstance(n.args[1], torch.fx.Node)
+        ]
 
     model = bundle.model_for(CONCEPTS[0], "separate")
     example = bundle.example_inputs()
     raw = torch.export.export(model, example, strict=False)
     assert scalar_muls(raw).count(1.0) >= len(bundle.rank_pattern)  # one per LoRA layer before
-    ep = _export(model, example)
+    ep = export_aten(model, example)
     assert 1.0 not in scalar_muls(ep) and scalar_muls(ep)  # the attention scale stays
     with torch.no_grad():
         np.testing.assert_array_equal(ep.module()(*example).numpy(), model(*example).numpy())
@@ -182,12 +188,17 @@ def test_identity_muls_are_dropped(bundle):
 
 
 def test_check_delegation_rejects_undelegated_heavy_ops():
-    from pocketgan.export.executorch_target import DelegationError, check_delegation
+    from pocketgan.export.executorch_delegation import DelegationError, check_delegation
 
     ok = {"non_delegated": {"aten.native_layer_norm.default": 3}, "_delegated": {"aten.convolution.default": 9}}
     check_delegation(ok, "ok")
-    for op in ("aten.convolution.default", "aten.linear.default", "aten.addmm.default", "aten.bmm.default",
-               "aten.mm.default"):
+    for op in (
+        "aten.convolution.default",
+        "aten.linear.default",
+        "aten.addmm.default",
+        "aten.bmm.default",
+        "aten.mm.default",
+    ):
         with pytest.raises(DelegationError, match="not delegated"):
             check_delegation({"non_delegated": {op: 1}, "_delegated": {"aten.convolution.default": 1}}, "bad")
     with pytest.raises(DelegationError, match="no convolution"):
@@ -211,11 +222,19 @@ def test_parity_failure_writes_nothing(tmp_path, bundle, exported, monkeypatch):
 
     staging, entry = exported
     pte = (staging / entry["program"]).read_bytes()
-    monkeypatch.setattr(et, "build_program", lambda b, mode, names, progress=None, **_: (
-        pte, entry["delegation"]["separate"], {n: b.model_for(n, mode) for n in names}))
-    real_run = et._run_methods
-    monkeypatch.setattr(et, "_run_methods", lambda *a, **k: {
-        m: [y + 0.2 for y in ys] for m, ys in real_run(*a, **k).items()})
+    monkeypatch.setattr(
+        et,
+        "build_program",
+        lambda b, mode, names, progress=None, **_: (
+            pte,
+            entry["delegation"]["separate"],
+            {n: b.model_for(n, mode) for n in names},
+        ),
+    )
+    real_run = et.run_methods
+    monkeypatch.setattr(
+        et, "run_methods", lambda *a, **k: {m: [y + 0.2 for y in ys] for m, ys in real_run(*a, **k).items()}
+    )
     fresh = _staging(tmp_path / "b", bundle)
     with pytest.raises(ParityError, match="below the 35.0 dB gate"):
         et.write_executorch_target(bundle, fresh, concept_mode="separate", photos=_photos(), threshold_db=THRESHOLD_DB)
@@ -228,11 +247,13 @@ def test_bad_arguments(bundle, tmp_path):
     with pytest.raises(ValueError, match="concept_mode"):
         write_executorch_target(bundle, tmp_path, concept_mode="fused", photos=_photos(), threshold_db=35.0)
     with pytest.raises(ValueError, match="layout"):
-        write_executorch_target(bundle, tmp_path, concept_mode="separate", photos=_photos(), threshold_db=35.0,
-                                layout="pte")
+        write_executorch_target(
+            bundle, tmp_path, concept_mode="separate", photos=_photos(), threshold_db=35.0, layout="pte"
+        )
     with pytest.raises(ValueError, match="separate"):
-        write_executorch_target(bundle, tmp_path, concept_mode="merged", photos=_photos(), threshold_db=35.0,
-                                layout="ptd")
+        write_executorch_target(
+            bundle, tmp_path, concept_mode="merged", photos=_photos(), threshold_db=35.0, layout="ptd"
+        )
 
 
 # --- the backend ------------------------------------------------------------------------------
@@ -390,8 +411,9 @@ def test_external_data_layout(tmp_path, bundle, inputs):
     from pocketgan.runtime.backends.executorch import ExecuTorchBackend
 
     staging = _staging(tmp_path / "ptd", bundle)
-    entry = write_executorch_target(bundle, staging, concept_mode="separate", photos=_photos(),
-                                    threshold_db=THRESHOLD_DB, layout="ptd")
+    entry = write_executorch_target(
+        bundle, staging, concept_mode="separate", photos=_photos(), threshold_db=THRESHOLD_DB, layout="ptd"
+    )
     assert "program" not in entry and "methods" not in entry
     ext = entry["external_data"]
     base_bytes = sum(t.numel() * 4 for t in bundle.base_state.values())

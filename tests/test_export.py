@@ -11,10 +11,11 @@ from onnx import numpy_helper
 
 from helpers import CONCEPT_NAMES, copy_bundle, psnr, read_manifest, staging_leftovers, tree_digest
 from pocketgan.bundle import load_bundle
-from pocketgan.export import CONCEPT_MODES, TARGETS, ExportConfig, ParityError, run_export
+from pocketgan.export import ExportConfig, ParityError, run_export
 from pocketgan.export import psnr as export_psnr
 from pocketgan.runtime import ArtifactMissingError, PocketganError, Runtime
 from pocketgan.runtime.manifest import sha256_file
+from pocketgan.runtime.targets import CONCEPT_MODES, TARGETS
 
 MODES = ("separate", "merged")
 
@@ -182,7 +183,9 @@ def test_adapters_are_much_smaller_than_the_base(manifest, onnx_target):
 
 @pytest.mark.parametrize("name", CONCEPT_NAMES)
 def test_merged_models_have_no_concept_inputs(exported_bundle, onnx_target, name):
-    session = ort.InferenceSession(str(exported_bundle / onnx_target["merged"][name]), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(exported_bundle / onnx_target["merged"][name]), providers=["CPUExecutionProvider"]
+    )
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert [o.name for o in session.get_outputs()] == ["edited"]
     assert not [i.name for i in session.get_overridable_initializers() if ".lora_" in i.name]
@@ -195,8 +198,11 @@ def test_parity_gate_leaves_the_existing_output_untouched(tmp_path, source_bundl
     out = copy_bundle(separate_export, tmp_path / "out")
     before = tree_digest(out)
     with pytest.raises(ParityError, match="below the 1000.0 dB gate") as info:
-        run_export(ExportConfig(out=out, bundle=source_bundle, targets=("onnx",), concepts="separate",
-                                parity_threshold_db=1000))
+        run_export(
+            ExportConfig(
+                out=out, bundle=source_bundle, targets=("onnx",), concepts="separate", parity_threshold_db=1000
+            )
+        )
     assert isinstance(info.value, PocketganError)
     assert tree_digest(out) == before
     assert staging_leftovers(tmp_path) == []
@@ -281,3 +287,151 @@ def test_export_config_precision_per_target(tmp_path, targets, precision, coreml
 def test_export_config_rejects_bad_precision_and_layout(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         ExportConfig(out=tmp_path, **kwargs)
+
+
+def test_export_config_metadata_names_the_vocabulary():
+    """Fields that take a name from the vocabulary carry it as ``choices`` (a CLI builds
+    its flags from them); importing the export API does not import torch."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from pocketgan.runtime import targets as vocab
+
+    choices = {f.name: f.metadata.get("choices") for f in dataclasses.fields(ExportConfig)}
+    assert choices["targets"] == vocab.TARGETS and choices["concepts"] == vocab.CONCEPT_MODES
+    assert choices["precision"] == vocab.PRECISIONS and choices["executorch_layout"] == vocab.EXECUTORCH_LAYOUTS
+    assert choices["platform"] == tuple(vocab.PLATFORM_TARGETS)
+    assert set(choices["coreml_precision"]) == set(vocab.TARGET_SPECS["coreml"].precisions)
+    assert all(f.metadata.get("help") for f in dataclasses.fields(ExportConfig))
+    code = "import sys, pocketgan.export; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- the exporter skeleton (pocketgan.export.target) --------------------------------------------
+
+
+class _IdentityTarget:
+    """A minimal target: writes ``<name>/out.bin``, gates ``inputs + offset`` against an
+    identity model (offset 0: 999 dB; 0.5: far below any gate)."""
+
+    name = "coreml"  # any TARGET_SPECS row: the skeleton checks precisions against it
+    parity_may_be_skipped = True
+
+    def __init__(self, offset: float = 0.0, skip: str | None = None) -> None:
+        self.offset, self.skip, self.work = offset, skip, None
+
+    def check(self, concept_mode, precision):
+        if precision == "palettize4":
+            raise ValueError("no palettize4 here")
+
+    def build(self, job, work):
+        self.work = work
+        (work / self.name / "out.bin").write_bytes(b"artifact")
+        if self.skip:
+            job.gate.skip(self.skip)
+        else:
+            got = [x + self.offset for x in job.gate.inputs]
+            job.gate.check("separate", job.names[0], "identity", torch.nn.Identity(), got)
+        return job.entry_head(extra=1)
+
+
+@pytest.fixture
+def skeleton_staging(tmp_path, tiny_bundle):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base/generator.safetensors").write_bytes(b"base")
+    return tmp_path
+
+
+def test_skeleton_writes_after_the_gate_and_composes_the_entry(skeleton_staging, tiny_bundle, photo_paths):
+    from pocketgan.export.target import export_target
+
+    target = _IdentityTarget()
+    entry = export_target(
+        target, tiny_bundle, skeleton_staging, concept_mode="separate", photos=photo_paths[:2], precision="int8"
+    )
+    assert (skeleton_staging / "coreml/out.bin").read_bytes() == b"artifact"
+    assert not target.work.exists()  # the work directory is gone, nothing else left in staging
+    assert sorted(p.name for p in skeleton_staging.iterdir()) == ["base", "coreml"]
+    assert list(entry) == ["precision", "extra", "concept_mode", "source_base_sha256", "parity", "parity_checked"]
+    assert entry["source_base_sha256"] == sha256_file(skeleton_staging / "base/generator.safetensors")
+    assert entry["parity"] == {
+        "metric": "psnr",
+        "threshold_db": 30.0,
+        "photos": [p.name for p in photo_paths[:2]],
+        "psnr_db": {"separate": {tiny_bundle.concept_names[0]: 999.0}},
+    }
+    assert entry["parity_checked"] is True
+
+
+def test_skeleton_writes_nothing_when_a_check_fails(skeleton_staging, tiny_bundle, photo_paths):
+    from pocketgan.export.target import export_target
+
+    with pytest.raises(ParityError, match="identity: .* below the 35.0 dB gate"):
+        export_target(
+            _IdentityTarget(offset=0.5), tiny_bundle, skeleton_staging, concept_mode="separate", photos=photo_paths[:1]
+        )  # Core ML's default precision, fp16: 35 dB
+    assert sorted(p.name for p in skeleton_staging.iterdir()) == ["base"]
+
+
+@pytest.mark.parametrize(
+    "precision, requested, gate",
+    [("fp16", None, 35.0), ("int8", None, 30.0), ("int8", 35.0, 35.0), ("fp32", 20.0, 20.0)],
+)
+def test_skeleton_gate_is_parity_threshold_db(skeleton_staging, tiny_bundle, photo_paths, precision, requested, gate):
+    """One rule for every target: a requested threshold is used as given (an explicit 35 dB
+    on int8 Core ML is 35, not lowered to 30); None is 35 dB float, 30 dB int8/palettize4."""
+    from pocketgan.export.target import export_target
+
+    entry = export_target(
+        _IdentityTarget(),
+        tiny_bundle,
+        skeleton_staging,
+        concept_mode="separate",
+        photos=photo_paths[:1],
+        precision=precision,
+        threshold_db=requested,
+    )
+    assert entry["parity"]["threshold_db"] == gate
+
+
+def test_skeleton_records_skipped_parity(skeleton_staging, tiny_bundle, photo_paths):
+    from pocketgan.export.target import export_target
+
+    entry = export_target(
+        _IdentityTarget(skip="cannot run here"),
+        tiny_bundle,
+        skeleton_staging,
+        concept_mode="separate",
+        photos=photo_paths[:1],
+    )
+    assert entry["parity"]["psnr_db"] == {} and entry["parity_checked"] is False
+    assert entry["parity_note"] == "cannot run here"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(concept_mode="fused"), "concept_mode must be one of"),
+        (dict(concept_mode="separate", precision="int4"), "Core ML precision must be one of"),
+        (dict(concept_mode="separate", precision="palettize4"), "no palettize4 here"),
+    ],
+)
+def test_skeleton_validates_before_any_work(skeleton_staging, tiny_bundle, photo_paths, kwargs, match):
+    from pocketgan.export.target import export_target
+
+    with pytest.raises(ValueError, match=match):
+        export_target(_IdentityTarget(), tiny_bundle, skeleton_staging, photos=photo_paths[:1], **kwargs)
+    assert sorted(p.name for p in skeleton_staging.iterdir()) == ["base"]
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_every_target_has_an_exporter(name):
+    """``load_target`` finds each vocabulary row's class in ``pocketgan.export.<name>_target``."""
+    from pocketgan.export.target import load_target
+
+    cls = load_target(name)
+    assert cls.name == name and isinstance(cls.parity_may_be_skipped, bool)
+    assert callable(cls.from_config) and callable(cls.build) and callable(cls.check)
+    with pytest.raises(ValueError, match="unknown export target"):
+        load_target("tflite")

@@ -28,9 +28,7 @@ def _staging(tmp_path_factory, bundle, name):
 
     staging = tmp_path_factory.mktemp(name)
     (staging / "base").mkdir()
-    (staging / BASE_WEIGHTS).write_bytes(
-        save_safetensors({k: v.contiguous() for k, v in bundle.base_state.items()})
-    )
+    (staging / BASE_WEIGHTS).write_bytes(save_safetensors({k: v.contiguous() for k, v in bundle.base_state.items()}))
     return staging
 
 
@@ -40,8 +38,9 @@ def int8_onnx(tmp_path_factory, tiny_bundle, photo_paths):
     from pocketgan.export.onnx_target import write_onnx_target
 
     staging = _staging(tmp_path_factory, tiny_bundle, "int8-onnx")
-    entry = write_onnx_target(tiny_bundle, staging, concept_mode="separate", photos=photo_paths,
-                              threshold_db=None, precision="int8")
+    entry = write_onnx_target(
+        tiny_bundle, staging, concept_mode="separate", photos=photo_paths, threshold_db=None, precision="int8"
+    )
     return staging, entry
 
 
@@ -115,7 +114,7 @@ def test_int8_onnx_lora_nodes_stay_float(int8_onnx):
     # each float16 concept input is read by exactly one Cast to float, and by nothing else
     casts = {n.input[0]: n for n in graph.node if set(n.input) & inputs}
     assert set(casts) == inputs
-    for name, cast in casts.items():
+    for cast in casts.values():
         assert cast.op_type == "Cast" and cast.attribute[0].i == onnx.TensorProto.FLOAT, cast
     concept = {c.output[0] for c in casts.values()}  # the float concept tensors
     lora_nodes = [n for n in graph.node if concept & set(n.input)]
@@ -155,8 +154,10 @@ def test_int8_onnx_psnr_vs_fp32_on_shipped_photos(int8_onnx, tiny_bundle, model_
     session = _session(staging / entry["model"])
     for name in concept_names:
         model = tiny_bundle.model_for(name, "separate")
-        worst = min(psnr(_torch(model, x), _run_adapter(session, staging / entry["adapters"][name], x))
-                    for x in model_inputs.values())
+        worst = min(
+            psnr(_torch(model, x), _run_adapter(session, staging / entry["adapters"][name], x))
+            for x in model_inputs.values()
+        )
         assert worst >= INT8_GATE_DB, (name, worst)
 
 
@@ -192,15 +193,17 @@ def test_concept_nodes_finds_every_lora_node(tiny_bundle):
     """Graph traversal from the concept inputs: 2 Conv per LoRA conv layer, and for each
     Linear the Transposes of A and B plus the two MatMuls that use them."""
     from pocketgan.bundle import INPUT_NAME
-    from pocketgan.export.onnx_target import (
-        ConceptTensorsAsInputs, _export_onnx, concept_nodes, concept_tensors, public_name,
-    )
+    from pocketgan.export.onnx_quantize import concept_nodes
+    from pocketgan.export.onnx_target import ConceptTensorsAsInputs, concept_tensors, export_onnx_model, public_name
 
     model = tiny_bundle.model_for(None, "separate")
     tensors = concept_tensors(model)
     public = [public_name(n) for n in tensors]
-    proto = _export_onnx(ConceptTensorsAsInputs(model, list(tensors)), (*tiny_bundle.example_inputs(), *tensors.values()),
-                         [INPUT_NAME, *public])
+    proto = export_onnx_model(
+        ConceptTensorsAsInputs(model, list(tensors)),
+        (*tiny_bundle.example_inputs(), *tensors.values()),
+        [INPUT_NAME, *public],
+    )
     nodes = {n.name: n for n in proto.graph.node}
     excluded = [nodes[name] for name in concept_nodes(proto, public)]
     convs = [layer for layer in tiny_bundle.rank_pattern if not layer.startswith("transformer.")]
@@ -221,7 +224,7 @@ def test_half_concept_inputs_rewires_every_reader():
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from pocketgan.export.onnx_target import check_float_inputs, half_concept_inputs
+    from pocketgan.export.onnx_quantize import QuantizationError, check_float_inputs, half_concept_inputs
 
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 2])
     y = helper.make_tensor_value_info("edited", TensorProto.FLOAT, [1, 2])
@@ -239,20 +242,25 @@ def test_half_concept_inputs_rewires_every_reader():
     got = session.run(None, {"image": a, "w": wv})[0]
     np.testing.assert_allclose(got, (a + wv.astype(np.float32)) * wv.astype(np.float32), rtol=1e-6)
     np.testing.assert_array_equal(session.run(None, {"image": a})[0], np.zeros((1, 2), np.float32))  # zero default
-    with pytest.raises(Exception):
+    with pytest.raises(QuantizationError, match="no longer a float32 graph input"):
         check_float_inputs(model, ["w"])  # no longer float32
 
 
 def test_check_float_inputs_fails_loudly():
     from onnx import TensorProto, helper, numpy_helper
 
-    from pocketgan.export.onnx_target import QuantizationError, check_float_inputs
+    from pocketgan.export.onnx_quantize import QuantizationError, check_float_inputs
 
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 2])
     y = helper.make_tensor_value_info("edited", TensorProto.FLOAT, [1, 2])
     w = helper.make_tensor_value_info("w", TensorProto.FLOAT, [1, 2])
-    graph = helper.make_graph([helper.make_node("Add", ["image", "w"], ["edited"])], "g", [x, w], [y],
-                              [numpy_helper.from_array(np.zeros((1, 2), np.float32), "w")])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["image", "w"], ["edited"])],
+        "g",
+        [x, w],
+        [y],
+        [numpy_helper.from_array(np.zeros((1, 2), np.float32), "w")],
+    )
     check_float_inputs(helper.make_model(graph), ["w"])
     del graph.input[1]  # what the quantizer does to a LoRA tensor it quantizes
     with pytest.raises(QuantizationError, match="no longer a float32 graph input"):
@@ -264,11 +272,19 @@ def test_bad_precision_is_rejected(tmp_path, tiny_bundle, photo_paths):
     from pocketgan.export.onnx_target import write_onnx_target
 
     with pytest.raises(ValueError, match="precision"):
-        write_onnx_target(tiny_bundle, tmp_path, concept_mode="separate", photos=photo_paths, threshold_db=None,
-                          precision="int4")
+        write_onnx_target(
+            tiny_bundle, tmp_path, concept_mode="separate", photos=photo_paths, threshold_db=None, precision="int4"
+        )
     with pytest.raises(ValueError, match="layout 'program' only"):
-        write_executorch_target(tiny_bundle, tmp_path, concept_mode="separate", photos=photo_paths, threshold_db=None,
-                                precision="int8", layout="ptd")
+        write_executorch_target(
+            tiny_bundle,
+            tmp_path,
+            concept_mode="separate",
+            photos=photo_paths,
+            threshold_db=None,
+            precision="int8",
+            layout="ptd",
+        )
 
 
 # --- calibration photos ------------------------------------------------------------------
@@ -276,8 +292,8 @@ def test_bad_precision_is_rejected(tmp_path, tiny_bundle, photo_paths):
 
 def test_calibration_set_holds_out_the_parity_photos(photo_paths):
     from pocketgan.export.calibration import calibration_set
+    from pocketgan.photos import load_rgb
     from pocketgan.runtime.imaging import to_model_input
-    from pocketgan.training.photos import load_rgb
 
     cal = calibration_set(64)
     assert len(cal.inputs) >= 8
@@ -333,17 +349,18 @@ def int8_executorch(tmp_path_factory, tiny_generator, tiny_concepts, photo_paths
     bundle = Bundle.from_parts("tiny", tiny_generator, tiny_concepts[:2])
     bundle.config = dataclasses.replace(bundle.config, image_size=ET_FAST_SIZE)
     staging = _staging(tmp_path_factory, bundle, "int8-et")
-    entry = write_executorch_target(bundle, staging, concept_mode="separate", photos=photo_paths,
-                                    threshold_db=None, precision="int8")
+    entry = write_executorch_target(
+        bundle, staging, concept_mode="separate", photos=photo_paths, threshold_db=None, precision="int8"
+    )
     return staging, entry, bundle
 
 
 def _check_et_program(pte: bytes, bundle, names, photo_paths, mode):
-    from pocketgan.export.executorch_target import _run_methods
+    from pocketgan.export.executorch_target import run_methods
     from pocketgan.export.parity import parity_inputs
 
     xs = parity_inputs(photo_paths, bundle.config.image_size)
-    got = _run_methods(pte, list(names), xs)
+    got = run_methods(pte, list(names), xs)
     for name in names:
         model = bundle.model_for(name, mode)
         worst = min(psnr(_torch(model, x), y) for x, y in zip(xs, got[name]))
@@ -380,7 +397,7 @@ def test_int8_executorch_is_quantized(int8_executorch):
 
 @needs_executorch
 def test_int8_executorch_delegation_check_rejects_float_fallback():
-    from pocketgan.export.executorch_target import DelegationError, check_int8_delegation
+    from pocketgan.export.executorch_delegation import DelegationError, check_int8_delegation
 
     ok = {"_delegated": {"quantized_decomposed.dequantize_per_channel.default": 3}, "non_delegated": {}}
     check_int8_delegation(ok, "x")
@@ -399,14 +416,17 @@ def test_int8_onnx_merged(tmp_path_factory, tiny_bundle, photo_paths, model_inpu
     from pocketgan.export.onnx_target import write_onnx_target
 
     staging = _staging(tmp_path_factory, tiny_bundle, "int8-onnx-merged")
-    entry = write_onnx_target(tiny_bundle, staging, concept_mode="merged", photos=photo_paths,
-                              threshold_db=None, precision="int8")
+    entry = write_onnx_target(
+        tiny_bundle, staging, concept_mode="merged", photos=photo_paths, threshold_db=None, precision="int8"
+    )
     assert min(entry["parity"]["psnr_db"]["merged"].values()) >= INT8_GATE_DB
     for name, rel in entry["merged"].items():
         session = _session(staging / rel)
         assert [i.name for i in session.get_inputs()] == ["image"]
         x = model_inputs["chelsea.jpg"]
-        assert psnr(_torch(tiny_bundle.model_for(name, "merged"), x), session.run(None, {"image": x})[0]) >= INT8_GATE_DB
+        assert (
+            psnr(_torch(tiny_bundle.model_for(name, "merged"), x), session.run(None, {"image": x})[0]) >= INT8_GATE_DB
+        )
 
 
 @pytest.mark.slow
@@ -416,8 +436,9 @@ def test_int8_executorch_full_size(tmp_path_factory, tiny_bundle, photo_paths, m
     from pocketgan.export.executorch_target import write_executorch_target
 
     staging = _staging(tmp_path_factory, tiny_bundle, f"int8-et-{mode}")
-    entry = write_executorch_target(tiny_bundle, staging, concept_mode=mode, photos=photo_paths,
-                                    threshold_db=None, precision="int8")
+    entry = write_executorch_target(
+        tiny_bundle, staging, concept_mode=mode, photos=photo_paths, threshold_db=None, precision="int8"
+    )
     assert min(entry["parity"]["psnr_db"][mode].values()) >= INT8_GATE_DB
     _check_et_program((staging / entry[key]).read_bytes(), tiny_bundle, tiny_bundle.concept_names, photo_paths, mode)
 
@@ -441,13 +462,14 @@ def test_int8_bundle_end_to_end(tmp_path, source_bundle, tiny_bundle, photo_path
     """`run_export(precision="int8")` -> a valid bundle the runtime opens and hot-swaps,
     every concept within the int8 gate of fp32 PyTorch."""
     from pocketgan.export import ExportConfig, run_export
+    from pocketgan.photos import load_rgb
     from pocketgan.runtime import Runtime
     from pocketgan.runtime.imaging import to_model_input
-    from pocketgan.training.photos import load_rgb
 
     out = tmp_path / "int8"
-    manifest = run_export(ExportConfig(out=out, bundle=source_bundle, targets=("onnx",), precision="int8",
-                                       image_size=64))
+    manifest = run_export(
+        ExportConfig(out=out, bundle=source_bundle, targets=("onnx",), precision="int8", image_size=64)
+    )
     entry = manifest["targets"]["onnx"]
     assert entry["precision"] == "int8" and entry["parity"]["threshold_db"] == INT8_GATE_DB
     rt = Runtime(out, threads=1)

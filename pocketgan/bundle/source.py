@@ -28,8 +28,8 @@ from pocketgan.runtime.manifest import (
     FORMAT_NAME,
     FORMAT_VERSION,
     MANIFEST_NAME,
-    load_manifest,
     read_artifact,
+    read_manifest,
     sha256_bytes,
     sha256_file,
     validate_manifest,
@@ -65,8 +65,13 @@ class Bundle:
             raise ValueError("a bundle needs at least one concept")
         for concept in concepts:
             check_concept_fits(concept, generator)
-        return cls(size, generator.config, {k: v.detach().clone() for k, v in generator.state_dict().items()},
-                   list(concepts), rank_pattern_of(concepts))
+        return cls(
+            size,
+            generator.config,
+            {k: v.detach().clone() for k, v in generator.state_dict().items()},
+            list(concepts),
+            rank_pattern_of(concepts),
+        )
 
     @property
     def concept_names(self) -> list[str]:
@@ -85,7 +90,8 @@ class Bundle:
 
     def model_for(self, concept: str | None, mode: str = "separate") -> ConceptModel:
         """The single-input model for one concept (``None``: base with zero LoRA)."""
-        return concept_model(self.base_generator(), self.concept(concept) if concept else None, self.rank_pattern, mode=mode)
+        adapter = self.concept(concept) if concept else None
+        return concept_model(self.base_generator(), adapter, self.rank_pattern, mode=mode)
 
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor]:
         s = self.config.image_size
@@ -96,8 +102,10 @@ def check_concept_fits(concept: Concept, generator: Generator) -> None:
     """Raise ``ValueError`` unless the concept's tokens and LoRA shapes fit ``generator``."""
     cfg = generator.config
     if tuple(concept.tokens.shape) != (cfg.token_count, cfg.token_dim):
-        raise ValueError(f"concept {concept.name!r}: tokens {tuple(concept.tokens.shape)} do not fit the generator "
-                         f"({cfg.token_count}, {cfg.token_dim})")
+        raise ValueError(
+            f"concept {concept.name!r}: tokens {tuple(concept.tokens.shape)} do not fit the generator "
+            f"({cfg.token_count}, {cfg.token_dim})"
+        )
     modules = dict(generator.named_modules())
     for layer in concept.ranks:
         module = modules.get(layer)
@@ -110,8 +118,10 @@ def check_concept_fits(concept: Concept, generator: Generator) -> None:
         else:
             want_a, want_b = (a.shape[0], module.in_features), (module.out_features, a.shape[0])
         if tuple(a.shape) != want_a or tuple(b.shape) != want_b:
-            raise ValueError(f"concept {concept.name!r}: LoRA {layer} has A {tuple(a.shape)}, B {tuple(b.shape)}; "
-                             f"the generator needs A {want_a}, B {want_b}")
+            raise ValueError(
+                f"concept {concept.name!r}: LoRA {layer} has A {tuple(a.shape)}, B {tuple(b.shape)}; "
+                f"the generator needs A {want_a}, B {want_b}"
+            )
 
 
 def rank_pattern_of(concepts: list[Concept]) -> dict[str, int]:
@@ -124,7 +134,14 @@ def rank_pattern_of(concepts: list[Concept]) -> dict[str, int]:
 
 
 def _io_spec(name: str, size: int) -> dict:
-    return {"name": name, "dtype": "float32", "shape": [1, 3, size, size], "layout": "NCHW", "color": "RGB", "range": [-1.0, 1.0]}
+    return {
+        "name": name,
+        "dtype": "float32",
+        "shape": [1, 3, size, size],
+        "layout": "NCHW",
+        "color": "RGB",
+        "range": [-1.0, 1.0],
+    }
 
 
 def load_bundle(path: str | Path | None = None) -> Bundle:
@@ -134,34 +151,114 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
 
         path = default_bundle_path()
     path = Path(path)
-    manifest = load_manifest(path)
-    if manifest.get("contents", "full") == "app":
-        raise BundleError(f"{path} is an app bundle (exported targets only, no source weights): "
-                          "the runtime opens it; to export or train, use the full bundle it was exported from")
-    gen = manifest["generator"]
-    config = GeneratorConfig(**gen["config"])
-    base_state = load_safetensors(read_artifact(path, manifest, manifest["base"]["weights"]))
+    manifest = read_manifest(path)
+    if manifest.is_app:
+        raise BundleError(
+            f"{path} is an app bundle (exported targets only, no source weights): "
+            "the runtime opens it; to export or train, use the full bundle it was exported from"
+        )
+    config = GeneratorConfig(**manifest.generator.config)
+    base_state = load_safetensors(read_artifact(path, manifest, manifest.base_weights))
     concepts = []
-    for entry in manifest["concepts"]:
-        files = entry["files"]
-        weights = load_safetensors(read_artifact(path, manifest, files["adapter_weights"]))
-        read_artifact(path, manifest, files["adapter_config"])
-        tokens = load_safetensors(read_artifact(path, manifest, files["embedding"]))["tokens"]
+    # ``training`` is free-form JSON a Concept keeps as a plain dict: take it from the validated dict
+    for entry, raw in zip(manifest.concepts, manifest.to_dict()["concepts"]):
+        files = entry.files
+        weights = load_safetensors(read_artifact(path, manifest, files.adapter_weights))
+        read_artifact(path, manifest, files.adapter_config)
+        tokens = load_safetensors(read_artifact(path, manifest, files.embedding))["tokens"]
         lora = {k.removeprefix("base_model.model."): v for k, v in weights.items()}
-        concepts.append(Concept(entry["name"], lora, tokens, entry["description"], entry["teacher"], entry.get("training", {})))
-    return Bundle(gen["size"], config, base_state, concepts, dict(manifest["rank_pattern"]), path)
+        concepts.append(Concept(entry.name, lora, tokens, entry.description, entry.teacher, raw.get("training", {})))
+    return Bundle(manifest.generator.size, config, base_state, concepts, dict(manifest.rank_pattern), path)
 
 
 TargetWriter = Callable[[Path], dict]
-"""Writes a target's files under a staging bundle directory; returns its manifest entry."""
+"""Writes a target's files under a staging bundle directory; returns its manifest entry
+(``pocketgan.export.target.export_target`` for the exporters)."""
 
 
 GoldenWriter = Callable[[Path], dict[str, dict[str, str]]]
 """Writes golden vectors under a staging bundle directory; returns ``{concept: {"input", "output"}}``."""
 
 
-def save_bundle(bundle: Bundle, dest: str | Path, targets: dict[str, TargetWriter] | None = None,
-                *, app: bool = False, golden: GoldenWriter | None = None) -> dict:
+def concept_entry(concept: Concept, rel: str) -> dict:
+    """``concepts[i]`` of the manifest for a concept saved under ``rel`` (``files`` last)."""
+    return {
+        "name": concept.name,
+        "description": concept.description,
+        "teacher": concept.teacher,
+        "ranks": concept.ranks,
+        "parameters": concept.num_parameters(),
+        "training": concept.training,
+        "files": {
+            "adapter_weights": f"{rel}/{ADAPTER_WEIGHTS}",
+            "adapter_config": f"{rel}/{ADAPTER_CONFIG}",
+            "embedding": f"{rel}/{EMBEDDING}",
+        },
+    }
+
+
+def generator_entry(bundle: Bundle) -> dict:
+    """``generator`` of the manifest: family, size name, config, parameters and MACs."""
+    generator = bundle.base_generator()
+    size = bundle.config.image_size
+    tokens = torch.zeros(1, bundle.config.token_count, bundle.config.token_dim)
+    return {
+        "family": "e2gan",
+        "size": bundle.size if GENERATOR_SIZES.get(bundle.size) == bundle.config else "custom",
+        "config": bundle.config.to_dict(),
+        "parameters": sum(p.numel() for p in generator.parameters()),
+        "macs": count_macs(generator, torch.zeros(1, 3, size, size), tokens),
+    }
+
+
+def list_artifacts(root: Path) -> dict[str, dict]:
+    """``artifacts`` of the manifest: every file under ``root`` -> ``{"sha256", "bytes"}``, sorted."""
+    return {
+        p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def assemble_manifest(
+    bundle: Bundle,
+    *,
+    app: bool,
+    base_sha256: str,
+    concepts: list[dict],
+    targets: dict[str, dict],
+    artifacts: dict[str, dict],
+) -> dict:
+    """The whole ``manifest.json`` from its parts, the one place it is put together.
+
+    ``concepts``: the :func:`concept_entry` dicts (without ``files`` in an app bundle);
+    ``targets``: each export target's entry, as its writer returned it; ``artifacts``:
+    :func:`list_artifacts` of the finished staging directory. Key order is the file's.
+    """
+    size = bundle.config.image_size
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "pocketgan_version": pocketgan.__version__,
+        "generator": generator_entry(bundle),
+        "io": {"input": _io_spec(INPUT_NAME, size), "output": _io_spec(OUTPUT_NAME, size)},
+        "contents": "app" if app else "full",
+        "base": {"sha256": base_sha256} if app else {"weights": BASE_WEIGHTS, "sha256": base_sha256},
+        "rank_pattern": bundle.rank_pattern,
+        "concepts": concepts,
+        "targets": targets,
+        "artifacts": artifacts,
+    }
+
+
+def save_bundle(
+    bundle: Bundle,
+    dest: str | Path,
+    targets: dict[str, TargetWriter] | None = None,
+    *,
+    app: bool = False,
+    golden: GoldenWriter | None = None,
+) -> dict:
     """Write ``bundle`` (and optional export targets) to ``dest`` atomically; return the manifest.
 
     Everything is built in a staging directory next to ``dest``; only a complete bundle
@@ -176,27 +273,15 @@ def save_bundle(bundle: Bundle, dest: str | Path, targets: dict[str, TargetWrite
     dest = Path(dest)
     with atomic_directory(dest) as staging:
         (staging / "base").mkdir()
-        base_weights = save_safetensors({k: v.contiguous() for k, v in bundle.base_state.items()},
-                                        metadata={"size": bundle.size})
+        base_weights = save_safetensors(
+            {k: v.contiguous() for k, v in bundle.base_state.items()}, metadata={"size": bundle.size}
+        )
         (staging / BASE_WEIGHTS).write_bytes(base_weights)
         base_sha256 = sha256_bytes(base_weights)  # the base model hash, kept in app bundles too
         concept_entries = []
         for c in bundle.concepts:
-            rel = f"concepts/{c.name}"
-            c.save(staging / rel)
-            concept_entries.append({
-                "name": c.name,
-                "description": c.description,
-                "teacher": c.teacher,
-                "ranks": c.ranks,
-                "parameters": c.num_parameters(),
-                "training": c.training,
-                "files": {
-                    "adapter_weights": f"{rel}/{ADAPTER_WEIGHTS}",
-                    "adapter_config": f"{rel}/{ADAPTER_CONFIG}",
-                    "embedding": f"{rel}/{EMBEDDING}",
-                },
-            })
+            c.save(staging / f"concepts/{c.name}")
+            concept_entries.append(concept_entry(c, f"concepts/{c.name}"))
         target_entries = {name: write(staging) for name, write in (targets or {}).items()}
         if golden is not None:
             vectors = golden(staging)
@@ -207,33 +292,14 @@ def save_bundle(bundle: Bundle, dest: str | Path, targets: dict[str, TargetWrite
             shutil.rmtree(staging / "concepts")
             for entry in concept_entries:
                 del entry["files"]
-        generator = bundle.base_generator()
-        size = bundle.config.image_size
-        tokens = torch.zeros(1, bundle.config.token_count, bundle.config.token_dim)
-        artifacts = {
-            p.relative_to(staging).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for p in sorted(staging.rglob("*"))
-            if p.is_file()
-        }
-        manifest = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "pocketgan_version": pocketgan.__version__,
-            "generator": {
-                "family": "e2gan",
-                "size": bundle.size if GENERATOR_SIZES.get(bundle.size) == bundle.config else "custom",
-                "config": bundle.config.to_dict(),
-                "parameters": sum(p.numel() for p in generator.parameters()),
-                "macs": count_macs(generator, torch.zeros(1, 3, size, size), tokens),
-            },
-            "io": {"input": _io_spec(INPUT_NAME, size), "output": _io_spec(OUTPUT_NAME, size)},
-            "contents": "app" if app else "full",
-            "base": {"sha256": base_sha256} if app else {"weights": BASE_WEIGHTS, "sha256": base_sha256},
-            "rank_pattern": bundle.rank_pattern,
-            "concepts": concept_entries,
-            "targets": target_entries,
-            "artifacts": artifacts,
-        }
+        manifest = assemble_manifest(
+            bundle,
+            app=app,
+            base_sha256=base_sha256,
+            concepts=concept_entries,
+            targets=target_entries,
+            artifacts=list_artifacts(staging),
+        )
         validate_manifest(json.loads(json.dumps(manifest)))
         atomic_write_json(staging / MANIFEST_NAME, manifest)
     return manifest

@@ -30,9 +30,10 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 def validate_concept_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ValueError(
-            f"invalid concept name {name!r}: use 1-64 lowercase letters, digits, '_' or '-', starting with a letter or digit"
+            f"invalid concept name {name!r}: use 1-64 lowercase letters, digits, '_' or '-', "
+            "starting with a letter or digit"
         )
     return name
 
@@ -97,7 +98,7 @@ class Concept:
         bad = [k for k in raw if not k.startswith(_PEFT_PREFIX)]
         if bad:
             raise ValueError(f"concept {name!r}: unexpected keys in {ADAPTER_WEIGHTS}: {bad[:3]}")
-        lora = {k[len(_PEFT_PREFIX):]: v for k, v in raw.items()}
+        lora = {k[len(_PEFT_PREFIX) :]: v for k, v in raw.items()}
         tokens = load_file(directory / EMBEDDING)["tokens"]
         return cls(name=name, lora=lora, tokens=tokens, **metadata)
 

@@ -7,8 +7,6 @@ zero columns to B, and the product B @ A is the same.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 
@@ -16,9 +14,12 @@ ADAPTER_NAME = "default"
 
 
 def _peft():
-    # peft pulls in transformers/torchao, whose import-time warnings are noise here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    # peft pulls in transformers/torchao, whose import-time warnings and log lines are noise
+    # here; filter those known messages only (pocketgan/_quiet.py says why each is harmless).
+    from pocketgan._quiet import library_warnings_filtered, quiet_library_logs
+
+    quiet_library_logs()
+    with library_warnings_filtered():
         import peft
     return peft
 
