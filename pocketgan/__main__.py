@@ -1,1 +1,7 @@
-from pocketgan.cli import main; import sys; sys.exit(main())
+"""``python -m pocketgan``: the same as the ``pocketgan`` command."""
+
+import sys
+
+from pocketgan.cli import main
+
+sys.exit(main())

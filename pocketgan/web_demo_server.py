@@ -15,16 +15,19 @@ onnxruntime-web can run its WebAssembly kernels on several threads.
 
 from __future__ import annotations
 
-import argparse
 import posixpath
 import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from pocketgan.runtime.errors import BundleError, PocketganError
+
+if TYPE_CHECKING:
+    from pocketgan.runtime.manifest_view import Manifest
 
 MIME_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -78,13 +81,12 @@ def ort_dist(static: Path, override: Path | None = None) -> Path:
     return dist
 
 
-def load_web_bundle(bundle: Path, verify: bool = True) -> dict:
+def load_web_bundle(bundle: Path, verify: bool = True) -> Manifest:
     """The bundle's manifest, checked: an ONNX export with concept adapters, every checksum."""
-    from pocketgan.runtime.manifest import load_manifest, verify_bundle
+    from pocketgan.runtime.manifest import read_manifest, verify_bundle
 
-    manifest = load_manifest(bundle)
-    onnx = manifest["targets"].get("onnx")
-    if onnx is None or "adapters" not in onnx:
+    manifest = read_manifest(bundle)
+    if manifest.onnx is None or manifest.onnx.model is None:
         raise BundleError(
             f"{bundle} has no separate-mode ONNX export (base graph + adapters), which the web demo runs: "
             f"pocketgan export {bundle} --for web --out web_bundle"
@@ -97,7 +99,7 @@ def load_web_bundle(bundle: Path, verify: bool = True) -> dict:
 class DemoServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, bundle: Path, manifest: dict, static: Path, ort: Path, quiet: bool = True):
+    def __init__(self, address, bundle: Path, manifest: Manifest, static: Path, ort: Path, quiet: bool = True):
         self.bundle = Path(bundle).resolve()
         self.manifest = manifest
         self.static = static.resolve()
@@ -132,16 +134,20 @@ class DemoHandler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
     def _resolve(self, path: str) -> Path | None:
-        path = posixpath.normpath(unquote(path))
+        """The file a URL path names, or None; ValueError for a path no file can have (NUL)."""
+        path = unquote(path)
+        if "\0" in path:
+            raise ValueError(f"NUL byte in {path!r}")
+        path = posixpath.normpath(path)
         if path in ("/", "/."):
             return self.server.static / "index.html"
         if path.startswith("/bundle/"):
-            rel = path[len("/bundle/"):]
-            if rel != "manifest.json" and rel not in self.server.manifest["artifacts"]:
+            rel = path[len("/bundle/") :]
+            if rel != "manifest.json" and rel not in self.server.manifest.artifacts:
                 return None
             return _inside(self.server.bundle, rel)
         if path.startswith("/ort/"):
-            rel = path[len("/ort/"):]
+            rel = path[len("/ort/") :]
             return _inside(self.server.ort, rel) if "/" not in rel else None
         rel = path.lstrip("/")
         if rel.split("/")[0] in STATIC_EXCLUDED or not rel.endswith(STATIC_SUFFIXES):
@@ -149,11 +155,17 @@ class DemoHandler(BaseHTTPRequestHandler):
         return _inside(self.server.static, rel)
 
     def _send(self, head_only: bool) -> None:
-        path = self._resolve(urlsplit(self.path).path)
-        if path is None:
+        try:
+            path = self._resolve(urlsplit(self.path).path)
+            data = path.read_bytes() if path is not None else None
+        except ValueError:  # a NUL byte, or "http://[/x" (urlsplit: not a URL)
+            self.send_error(HTTPStatus.BAD_REQUEST, "malformed path")
+            return
+        except OSError:  # a name the file system refuses (too long, unreadable), or removed since the check
+            data = None
+        if data is None:
             self.send_error(HTTPStatus.NOT_FOUND, "not part of the demo, the bundle or onnxruntime-web")
             return
-        data = path.read_bytes()
         suffix = ".onnx_adapter" if path.name.endswith(".onnx_adapter") else path.suffix.lower()
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", MIME_TYPES.get(suffix, "application/octet-stream"))
@@ -174,8 +186,15 @@ class DemoHandler(BaseHTTPRequestHandler):
         self._send(head_only=True)
 
 
-def make_server(bundle: Path | None = None, host: str = "127.0.0.1", port: int = 8000, *,
-                ort: Path | None = None, verify: bool = True, quiet: bool = True) -> DemoServer:
+def make_server(
+    bundle: Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    ort: Path | None = None,
+    verify: bool = True,
+    quiet: bool = True,
+) -> DemoServer:
     """A server for the demo (not yet serving: call ``serve_forever``). ``port=0`` picks a free port.
     ``bundle=None`` serves the embedded default bundle."""
     if bundle is None:
@@ -193,47 +212,11 @@ def serve_in_thread(server: DemoServer) -> threading.Thread:
     return thread
 
 
-def cmd_serve_demo(args: argparse.Namespace) -> int:
-    server = make_server(args.bundle, args.host, args.port, ort=args.ort_dist, quiet=not args.verbose)
-    names = [c["name"] for c in server.manifest["concepts"]]
-    print(f"pocketgan web demo: {server.url}", flush=True)
-    print(f"  bundle   {server.bundle} ({len(names)} concepts: {', '.join(names)})", flush=True)
-    print(f"  runtime  onnxruntime-web from {server.ort}", flush=True)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"  serving on {args.host}: other machines can reach it", flush=True)
-    print("Ctrl-C to stop", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
-
-
-def add_serve_demo_command(sub) -> None:
-    """``pocketgan serve-demo``: add the subcommand to the CLI's subparsers."""
-    s = sub.add_parser("serve-demo", help="serve the web demo (onnxruntime-web) with a bundle on localhost")
-    s.add_argument("bundle", nargs="?", type=Path,
-                   help="exported bundle with an ONNX export, e.g. from `pocketgan export --for web` (default: the embedded one)")
-    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
-    s.add_argument("--ort-dist", type=Path,
-                   help="onnxruntime-web's dist/ folder (default: web_demo/node_modules/onnxruntime-web/dist, from `npm ci`)")
-    s.add_argument("--verbose", action="store_true", help="log every request")
-    s.set_defaults(func=cmd_serve_demo)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pocketgan.web_demo_server")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_serve_demo_command(sub)
-    args = parser.parse_args(["serve-demo", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except (PocketganError, OSError) as e:
-        print(f"pocketgan serve-demo: error: {e}", file=sys.stderr)
-        return 2
+    """``python -m pocketgan.web_demo_server [options]``: ``pocketgan serve-demo [options]``."""
+    from pocketgan.cli import command_main
+
+    return command_main("serve-demo", argv)
 
 
 if __name__ == "__main__":

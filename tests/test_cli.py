@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -143,7 +146,7 @@ def _text_file(tmp_path):
     [
         ("unknown-concept", "unknown concept 'nope'"),
         ("missing-image", "cannot read image"),
-        ("not-an-image", "cannot read image"),
+        ("not-an-image", "not an image format"),
         ("non-bundle-dir", "not a pocketgan bundle"),
         ("missing-bundle", "bundle directory not found"),
         ("source-bundle", "no ONNX export"),
@@ -178,16 +181,90 @@ def test_edit_errors(capsys, tmp_path, exported_bundle, source_bundle, photo_pat
     assert stdout == ""
 
 
+def test_edit_to_a_new_folder(capsys, tmp_path, exported_bundle, photo_paths):
+    """-o names a path that does not exist and has no suffix: a folder, made for the edits."""
+    out = tmp_path / "new" / "edits"
+    rc, _, err = _run(capsys, "edit", photo_paths[0], "-c", "alpha", "-o", out, "--bundle", exported_bundle)
+    assert rc == 0, err
+    assert [p.name for p in out.iterdir()] == [f"{photo_paths[0].stem}-alpha.png"]
+
+
+@pytest.mark.parametrize("name", ["out.xyz", "out.txt"])
+def test_edit_refuses_an_output_suffix_it_cannot_write(capsys, tmp_path, exported_bundle, photo_paths, name):
+    rc, out, err = _run(
+        capsys, "edit", photo_paths[0], "-c", "alpha", "-o", tmp_path / name, "--bundle", exported_bundle
+    )
+    assert rc == 2 and out == ""
+    assert err.startswith("pocketgan edit: error:") and f"{name}: '{name[3:]}' is not an image format" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_edit_max_pixels(capsys, tmp_path, exported_bundle, photo_paths):
+    with Image.open(photo_paths[0]) as im:
+        pixels = im.width * im.height
+    out = tmp_path / "o.png"
+    rc, _, err = _run(
+        capsys,
+        "edit",
+        photo_paths[0],
+        "-c",
+        "alpha",
+        "-o",
+        out,
+        "--bundle",
+        exported_bundle,
+        "--max-pixels",
+        pixels - 1,
+    )
+    assert rc == 2 and "more than max_pixels" in err and "Traceback" not in err and not out.exists()
+    rc, _, err = _run(
+        capsys, "edit", photo_paths[0], "-c", "alpha", "-o", out, "--bundle", exported_bundle, "--max-pixels", pixels
+    )
+    assert rc == 0, err
+
+
+def _png_header_only(path, width: int, height: int) -> None:
+    """A PNG that declares width x height RGB pixels and holds none (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side, message", [(20000, "decompression bomb"), (8000, "more than max_pixels")])
+def test_edit_refuses_huge_photos_from_their_header(capsys, tmp_path, exported_bundle, side, message):
+    """400 Mpx (Pillow's bomb limit) and 64 Mpx (the 50 Mpx default) are refused before decoding."""
+    photo = tmp_path / "huge.png"
+    _png_header_only(photo, side, side)
+    out = tmp_path / "o.png"
+    rc, _, err = _run(capsys, "edit", photo, "-c", "alpha", "-o", out, "--bundle", exported_bundle)
+    assert rc == 2 and err.startswith("pocketgan edit: error:") and message in err, err
+    assert "Traceback" not in err and not out.exists()
+
+
 def test_edit_unknown_concept_lists_the_available_ones(capsys, tmp_path, exported_bundle, photo_paths):
-    rc, _, err = _run(capsys, "edit", photo_paths[0], "-c", "nope", "-o", tmp_path / "o.png", "--bundle", exported_bundle)
+    rc, _, err = _run(
+        capsys, "edit", photo_paths[0], "-c", "nope", "-o", tmp_path / "o.png", "--bundle", exported_bundle
+    )
     assert rc == 2
     assert all(name in err for name in CONCEPT_NAMES)
 
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["edit"], ["edit", "x.jpg"], ["info", "--bogus"], ["export", "--out", "x", "--concepts", "bogus"],
-     ["export", "--out", "x", "--targets", "tflite"], ["frobnicate"]],
+    [
+        [],
+        ["edit"],
+        ["edit", "x.jpg"],
+        ["info", "--bogus"],
+        ["export", "--out", "x", "--concepts", "bogus"],
+        ["export", "--out", "x", "--targets", "tflite"],
+        ["frobnicate"],
+    ],
 )
 def test_usage_errors_exit_2(capsys, argv):
     with pytest.raises(SystemExit) as info:
@@ -218,7 +295,20 @@ def cli_export(tmp_path_factory, source_bundle, photo_paths):
         with Image.open(p) as im:
             im.convert("RGB").resize((80, 60)).save(photos / f"{p.stem}-small.png")
     out = root / "bundle-64"
-    rc = main(["export", str(source_bundle), "--out", str(out), "--image-size", "64", "--photos", str(photos), "--targets", "onnx"])
+    rc = main(
+        [
+            "export",
+            str(source_bundle),
+            "--out",
+            str(out),
+            "--image-size",
+            "64",
+            "--photos",
+            str(photos),
+            "--targets",
+            "onnx",
+        ]
+    )
     return rc, out, sorted(p.name for p in photos.iterdir())
 
 
@@ -276,15 +366,33 @@ def test_export_needs_exactly_one_output(capsys, tmp_path, source_bundle):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_export_choices_match_the_export_api():
-    """The CLI spells the export choices out (it must not import torch); they must agree."""
-    from pocketgan import cli
-    from pocketgan.export import api
+def test_export_flags_come_from_export_config():
+    """Every ExportConfig field is a flag of `pocketgan export`, with its metadata's help and
+    the vocabulary of pocketgan.runtime.targets as its choices."""
+    import argparse
+    import dataclasses
 
-    assert cli.PRECISIONS == api.PRECISIONS
-    assert cli.COREML_PRECISIONS == api.COREML_PRECISIONS
-    assert cli.EXECUTORCH_LAYOUTS == api.EXECUTORCH_LAYOUTS
-    assert cli.PLATFORMS == tuple(api.PLATFORM_TARGETS)
+    from pocketgan.cli import build_parser
+    from pocketgan.export.api import ExportConfig
+    from pocketgan.runtime import targets
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    export = sub.choices["export"]
+    export.format_help()  # builds the deferred flags
+    dests = export.get_default("config_fields")["ExportConfig"]
+    by_dest = {a.dest: a for a in export._actions}
+    by_dest |= {name: by_dest[dest] for name, dest in dests.items()}
+    for f in dataclasses.fields(ExportConfig):
+        assert f.name in by_dest, f"ExportConfig.{f.name} has no flag"
+        if by_dest[f.name].option_strings:  # the positional BUNDLE says it in its own words
+            assert f.metadata["help"].split(";")[0] in by_dest[f.name].help
+    assert by_dest["targets"].choices == list(targets.TARGETS)
+    assert by_dest["precision"].choices == list(targets.PRECISIONS)
+    assert by_dest["platform"].choices == list(targets.PLATFORM_TARGETS)
+    assert by_dest["executorch_layout"].choices == list(targets.EXECUTORCH_LAYOUTS)
+    assert by_dest["concepts"].choices == list(targets.CONCEPT_MODES)
+    assert set(by_dest["coreml_precision"].choices) == set(targets.TARGET_SPECS["coreml"].precisions)
+    assert "--for" in by_dest["platform"].option_strings
 
 
 def test_export_into_its_source_is_refused(capsys, source_bundle):
@@ -300,19 +408,25 @@ def test_costs_command(capsys):
     lines = out.strip().splitlines()
     assert "GMACs @ 64²" in lines[0]
     assert [line.split("|")[1].strip() for line in lines[2:]] == [
-        "pocketgan-tiny", "pocketgan-small", "pocketgan-base", "pix2pix-resnet9 (ngf=64)"]
+        "pocketgan-tiny",
+        "pocketgan-small",
+        "pocketgan-base",
+        "pix2pix-resnet9 (ngf=64)",
+    ]
 
 
 def test_python_dash_m_entry_point(exported_bundle):
-    import subprocess
-    import sys
-
-    r = subprocess.run([sys.executable, "-m", "pocketgan", "info", str(exported_bundle), "--json"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "pocketgan", "info", str(exported_bundle), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["concepts"][0]["name"] == CONCEPT_NAMES[0]
-    r = subprocess.run([sys.executable, "-m", "pocketgan", "info", "/nonexistent/bundle"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "pocketgan", "info", "/nonexistent/bundle"], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2 and "pocketgan info: error:" in r.stderr
 
 
@@ -410,3 +524,75 @@ def test_export_for_ios(tmp_path, source_bundle):
     coreml = m["targets"]["coreml"]
     assert coreml["precision"] == "fp16"
     assert (out / coreml["package"]).is_dir()
+
+
+# --- quiet start-up: a fresh process prints only the command's own output -------------------
+
+
+def _fresh(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_info_starts_quietly_and_without_torch():
+    r = _fresh(
+        "import sys\nfrom pocketgan.cli import main\nrc = main(['info'])\n"
+        "print('torch imported:', 'torch' in sys.modules)\nsys.exit(rc)"
+    )
+    assert r.returncode == 0 and r.stderr == ""
+    assert "(embedded default)" in r.stdout and r.stdout.rstrip().endswith("torch imported: False")
+
+
+def test_edit_prints_only_its_progress_lines(tmp_path, exported_bundle, photo_paths):
+    argv = ["edit", str(photo_paths[0]), "-c", "all", "-o", str(tmp_path / "d"), "--bundle", str(exported_bundle)]
+    r = _fresh(
+        f"import sys\nfrom pocketgan.cli import main\nrc = main({argv!r})\n"
+        "print('torch imported:', 'torch' in sys.modules)\nsys.exit(rc)"
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == len(CONCEPT_NAMES)
+    assert all(
+        re.fullmatch(rf"\[ *\d+\.\ds\] {re.escape(str(photo_paths[0]))} --[\w-]+--> .+\.png", line) for line in lines
+    ), lines
+    assert r.stdout.strip() == "torch imported: False"
+
+
+def test_executorch_start_up_noise_is_filtered_and_nothing_else():
+    """torchao's and torch's import-time log lines and ExecuTorch's C++ threadpool lines are
+    dropped; other stderr output in the same window is kept."""
+    pytest.importorskip("executorch.runtime", reason="executorch is not installed")
+    r = _fresh(
+        "import os, logging\n"
+        "from pocketgan._quiet import native_stderr_filtered, quiet_library_logs\n"
+        "quiet_library_logs()\n"
+        "import torch\nfrom executorch.runtime import Runtime\n"
+        "from executorch.extension.pybindings import portable_lib\n"
+        "with native_stderr_filtered():\n"
+        "    portable_lib._unsafe_reset_threadpool(1)\n"
+        "    os.write(2, b'[threadpool.cpp:1] something else\\n')\n"
+        "logging.getLogger('torchao').warning('another torchao warning')\n"
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "[threadpool.cpp:1] something else\nanother torchao warning\n"
+
+
+@pytest.mark.slow
+def test_coreml_conversion_is_quiet_and_reports_through_pocketgan_progress():
+    """No import-time log lines, no deprecation warnings, no tqdm bars: the bars' titles go to
+    the progress callback."""
+    pytest.importorskip("coremltools", reason="coremltools is not installed")
+    r = _fresh(
+        "from pocketgan._quiet import coreml_progress, quiet_library_logs, quiet_library_warnings\n"
+        "quiet_library_logs()\nquiet_library_warnings()\n"
+        "import torch, coremltools as ct\n"
+        "m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()\n"
+        "ep = torch.export.export(m, (torch.zeros(1, 3, 8, 8),)).run_decompositions({})\n"
+        "seen = []\n"
+        "with coreml_progress(seen.append):\n"
+        "    ct.convert(ep, convert_to='mlprogram', minimum_deployment_target=ct.target.iOS17,\n"
+        "               skip_model_load=True)\n"
+        "print(seen)"
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert "Core ML: Converting PyTorch Frontend ==> MIL Ops" in r.stdout

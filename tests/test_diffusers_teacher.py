@@ -55,28 +55,70 @@ def write_tiny_tokenizer(folder: Path) -> Path:
 def tiny_pipeline(kind: str, workdir: Path, seed: int = 0):
     """A randomly initialised, tiny diffusers pipeline of ``kind`` (CPU, float32)."""
     import torch
-    from diffusers import (AutoencoderKL, DDIMScheduler, EulerAncestralDiscreteScheduler, StableDiffusionImg2ImgPipeline,
-                           StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel)
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionImg2ImgPipeline,
+        StableDiffusionInstructPix2PixPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     torch.manual_seed(seed)
     ip2p = kind == "instruct-pix2pix"
     unet = UNet2DConditionModel(
-        sample_size=8, in_channels=8 if ip2p else 4, out_channels=4, layers_per_block=1,
-        block_out_channels=(8, 16), norm_num_groups=4, attention_head_dim=4, cross_attention_dim=16,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
+        sample_size=8,
+        in_channels=8 if ip2p else 4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        attention_head_dim=4,
+        cross_attention_dim=16,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16), norm_num_groups=4,
-        layers_per_block=1, sample_size=32,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=1000, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-        max_position_embeddings=TOKENS, projection_dim=16, bos_token_id=0, eos_token_id=1, pad_token_id=1)).eval()
-    tokenizer = CLIPTokenizer.from_pretrained(write_tiny_tokenizer(workdir / f"tokenizer-{kind}"), model_max_length=TOKENS)
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        layers_per_block=1,
+        sample_size=32,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=1000,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=TOKENS,
+            projection_dim=16,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    ).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(
+        write_tiny_tokenizer(workdir / f"tokenizer-{kind}"), model_max_length=TOKENS
+    )
     scheduler = EulerAncestralDiscreteScheduler() if ip2p else DDIMScheduler()
     cls = StableDiffusionInstructPix2PixPipeline if ip2p else StableDiffusionImg2ImgPipeline
-    pipe = cls(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-               safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe = cls(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -99,16 +141,18 @@ def img2img_pipe(tmp_path_factory):
 
 
 def test_tokenizer_handles_arbitrary_prompts(ip2p_pipe):
-    ids = ip2p_pipe.tokenizer("Make it a Cartoon! ünïcode 123 — ok", padding="max_length", truncation=True,
-                              max_length=TOKENS).input_ids
+    ids = ip2p_pipe.tokenizer(
+        "Make it a Cartoon! ünïcode 123 — ok", padding="max_length", truncation=True, max_length=TOKENS
+    ).input_ids
     assert len(ids) == TOKENS and ids[0] == 0 and 1 in ids and max(ids) < 1000
 
 
 @pytest.mark.parametrize("kind", ["instruct-pix2pix", "img2img"])
 def test_edit_shape_dtype_and_seeded_determinism(kind, ip2p_pipe, img2img_pipe):
     pipe = ip2p_pipe if kind == "instruct-pix2pix" else img2img_pipe
-    teacher = DiffusersTeacher(kind=kind, model="tiny/test", prompt="make it blue", steps=2, device="cpu",
-                               pipeline=pipe)
+    teacher = DiffusersTeacher(
+        kind=kind, model="tiny/test", prompt="make it blue", steps=2, device="cpu", pipeline=pipe
+    )
     assert isinstance(teacher, Teacher)
     assert teacher.source == f"diffusers:{kind}:tiny/test:make it blue"
     assert teacher.name == f"{kind}-make-it-blue" and teacher.description == "make it blue"
@@ -128,8 +172,15 @@ def test_edit_shape_dtype_and_seeded_determinism(kind, ip2p_pipe, img2img_pipe):
 def test_batches_match_single_image_runs(ip2p_pipe, monkeypatch):
     images = photos(3, 32, seed=1)
     seeds = [10, 11, 12]
-    batched = DiffusersTeacher(kind="instruct-pix2pix", model="tiny/test", prompt="sketch", steps=2, batch_size=2,
-                               device="cpu", pipeline=ip2p_pipe)
+    batched = DiffusersTeacher(
+        kind="instruct-pix2pix",
+        model="tiny/test",
+        prompt="sketch",
+        steps=2,
+        batch_size=2,
+        device="cpu",
+        pipeline=ip2p_pipe,
+    )
     calls = []
     original = ip2p_pipe.__class__.__call__
 
@@ -142,8 +193,15 @@ def test_batches_match_single_image_runs(ip2p_pipe, monkeypatch):
     out = batched.edit(images, seeds)
     monkeypatch.undo()
     assert calls == [2, 1] and len(out) == 3
-    single = DiffusersTeacher(kind="instruct-pix2pix", model="tiny/test", prompt="sketch", steps=2, batch_size=1,
-                              device="cpu", pipeline=ip2p_pipe)
+    single = DiffusersTeacher(
+        kind="instruct-pix2pix",
+        model="tiny/test",
+        prompt="sketch",
+        steps=2,
+        batch_size=1,
+        device="cpu",
+        pipeline=ip2p_pipe,
+    )
     for img, seed, got in zip(images, seeds, out):
         want = single.edit([img], [seed])[0]
         # one generator per image: batching changes float rounding at most
@@ -155,10 +213,10 @@ def test_save_pretrained_and_load_from_local_directory(ip2p_pipe, img2img_pipe, 
         folder = tmp_path / kind
         pipe.save_pretrained(folder)
         images, seeds = photos(2, 32, seed=2), [5, 6]
-        want = DiffusersTeacher(kind=kind, model="x/y", prompt="the edit", steps=2, device="cpu",
-                                pipeline=pipe).edit(images, seeds)
-        teacher = teacher_from_spec(f"{kind}:{folder}", prompt="the edit", steps=2, batch_size=2,
-                                    device="cpu")
+        want = DiffusersTeacher(kind=kind, model="x/y", prompt="the edit", steps=2, device="cpu", pipeline=pipe).edit(
+            images, seeds
+        )
+        teacher = teacher_from_spec(f"{kind}:{folder}", prompt="the edit", steps=2, batch_size=2, device="cpu")
         assert isinstance(teacher, DiffusersTeacher) and teacher.pipeline is None  # lazy
         got = teacher.edit(images, seeds)
         assert teacher.pipeline is not None and teacher.pipeline.safety_checker is None
@@ -167,16 +225,34 @@ def test_save_pretrained_and_load_from_local_directory(ip2p_pipe, img2img_pipe, 
         assert teacher.source == f"diffusers:{kind}:{folder}:the edit"
 
 
+def test_pickled_weights_are_refused(img2img_pipe, tmp_path):
+    """from_pretrained(use_safetensors=True): a pipeline saved as pickled .bin files is not loaded."""
+    from pocketgan.runtime.errors import PocketganError
+
+    folder = tmp_path / "pickled"
+    img2img_pipe.save_pretrained(folder, safe_serialization=False)
+    # the UNet and VAE are pickled (transformers writes the text encoder as safetensors regardless)
+    assert sorted(p.parent.name for p in folder.glob("*/diffusion_pytorch_model.bin")) == ["unet", "vae"]
+    assert not list(folder.glob("*/diffusion_pytorch_model.safetensors"))
+    teacher = teacher_from_spec(f"img2img:{folder}", prompt="p", steps=2, device="cpu")
+    with pytest.raises(TeacherLoadError, match=r"safetensors weights only.*safe_serialization=True") as caught:
+        teacher.edit(photos(1, 32), [0])
+    assert isinstance(caught.value, PocketganError) and isinstance(caught.value, OSError)
+    assert teacher.pipeline is None
+
+
 def test_uncached_hub_id_fails_clearly():
-    teacher = DiffusersTeacher(kind="instruct-pix2pix", model="pocketgan-tests/no-such-model", prompt="p",
-                               local_files_only=True, device="cpu")
+    teacher = DiffusersTeacher(
+        kind="instruct-pix2pix", model="pocketgan-tests/no-such-model", prompt="p", local_files_only=True, device="cpu"
+    )
     with pytest.raises(TeacherLoadError, match="offline.*hf download"):
         teacher.edit(photos(1, 32), [0])
 
 
 def test_bad_sizes_and_arguments(ip2p_pipe):
-    teacher = DiffusersTeacher(kind="instruct-pix2pix", model="tiny/test", prompt="p", steps=2, device="cpu",
-                               pipeline=ip2p_pipe)
+    teacher = DiffusersTeacher(
+        kind="instruct-pix2pix", model="tiny/test", prompt="p", steps=2, device="cpu", pipeline=ip2p_pipe
+    )
     with pytest.raises(ValueError, match="multiples of 8"):
         teacher.edit([np.zeros((30, 32, 3), np.uint8)], [0])
     with pytest.raises(ValueError, match="uint8"):

@@ -15,8 +15,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pocketgan.training.distill_data import (DistillDataConfig, add_distill_data_parser, crop_photo, generate_pairs,
-                                             item_seed, load_pairs, main, plan_items, read_index)
+from pocketgan.cli.training import add_distill_data_parser
+from pocketgan.training.distill_data import (
+    DistillDataConfig,
+    crop_photo,
+    generate_pairs,
+    item_seed,
+    load_pairs,
+    main,
+    plan_items,
+    read_index,
+)
 from pocketgan.training.teachers import procedural_teacher
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,8 +79,10 @@ def test_generates_pairs_and_resume_is_a_no_op(photos, tmp_path):
     # crop 0 is the centre square of the photo
     astro = next(e for e in entries if e["photo"] == "astronaut.png" and e["crop"] == 0)
     photo = np.asarray(Image.open(photos / "astronaut.png"))
-    assert np.array_equal(np.asarray(Image.open(out / astro["input"])),
-                          np.asarray(Image.fromarray(photo).resize((64, 64), Image.Resampling.BICUBIC)))
+    assert np.array_equal(
+        np.asarray(Image.open(out / astro["input"])),
+        np.asarray(Image.fromarray(photo).resize((64, 64), Image.Resampling.BICUBIC)),
+    )
     record = json.loads((out / "dataset.json").read_text())
     assert record["teacher"] == "procedural:opencv.cartoon" and record["size"] == 64 and record["seed"] == 0
     assert record["crops_per_photo"] == 2 and record["prompt"] is None
@@ -93,6 +104,36 @@ def test_generates_pairs_and_resume_is_a_no_op(photos, tmp_path):
         load_pairs(out)
 
 
+def test_load_pairs_refuses_index_paths_that_leave_the_dataset(photos, tmp_path):
+    from pocketgan.runtime.errors import PocketganError
+    from pocketgan.training.pairs import DatasetPathError
+
+    out = tmp_path / "ds"
+    generate_pairs(config(photos, out, crops_per_photo=1, size=32))
+    (index,) = sorted(out.glob("index-rank*.jsonl"))
+    good = index.read_text()
+    first = json.loads(good.splitlines()[0])
+    outside = tmp_path / "outside.png"  # a valid PNG of the right size: only the path is wrong
+    outside.write_bytes((out / first["target"]).read_bytes())
+    (out / "images" / "inner.png").symlink_to(out / first["target"])  # a symlink that stays inside: fine
+    (out / "images" / "escape.png").symlink_to(outside)
+
+    def with_target(target) -> None:
+        lines = good.splitlines()
+        lines[0] = json.dumps({**first, "target": target})
+        index.write_text("\n".join(lines) + "\n")
+
+    with_target("images/inner.png")
+    assert load_pairs(out).inputs.shape == (3, 32, 32, 3)
+    for bad in ("../outside.png", str(outside), "images/escape.png", "images/../../outside.png", ".", 7):
+        with_target(bad)
+        with pytest.raises(DatasetPathError, match=r"index-rank\*\.jsonl: pair .* 'target'") as caught:
+            load_pairs(out)
+        assert isinstance(caught.value, PocketganError), bad
+    index.write_text(good)
+    assert load_pairs(out).inputs.shape == (3, 32, 32, 3)
+
+
 def test_crops_are_deterministic_per_key(photos):
     photo = np.asarray(Image.open(photos / "chelsea.png"))
     a = crop_photo(photo, 32, 3, seed=7, key="k-003")
@@ -104,19 +145,38 @@ def test_crops_are_deterministic_per_key(photos):
     c = config(photos, photos.parent / "unused", crops_per_photo=3)
     keys = [it.key for it in plan_items(c)]
     assert len(keys) == len(set(keys)) == 9
-    assert [it.key for it in plan_items(config(photos, photos.parent / "unused", crops_per_photo=3, limit=1))] == keys[:3]
+    assert [it.key for it in plan_items(config(photos, photos.parent / "unused", crops_per_photo=3, limit=1))] == keys[
+        :3
+    ]
 
 
 def _cli_args(photos: Path, out: Path) -> list[str]:
-    return ["--photos", str(photos), "--out", str(out), "--teacher", "stylize", "--size", "64",
-            "--crops-per-photo", "20", "--seed", "3", "--no-progress"]
+    return [
+        "--photos",
+        str(photos),
+        "--out",
+        str(out),
+        "--teacher",
+        "stylize",
+        "--size",
+        "64",
+        "--crops-per-photo",
+        "20",
+        "--seed",
+        "3",
+        "--no-progress",
+    ]
 
 
 def test_kill_mid_run_then_resume_matches_an_uninterrupted_run(photos, tmp_path):
     out, ref = tmp_path / "killed", tmp_path / "reference"
     total = 3 * 20
-    proc = subprocess.Popen([sys.executable, "-m", "pocketgan.training.distill_data", *_cli_args(photos, out)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pocketgan.training.distill_data", *_cli_args(photos, out)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     index = out / "index-rank0.jsonl"
     deadline = time.monotonic() + 60
     try:
@@ -129,7 +189,9 @@ def test_kill_mid_run_then_resume_matches_an_uninterrupted_run(photos, tmp_path)
         if proc.poll() is None:
             proc.kill()
         stderr = proc.communicate()[1].decode(errors="replace")
-    assert proc.returncode == -signal.SIGKILL, f"the run must be killed mid-way (rc {proc.returncode}): {stderr[-2000:]}"
+    assert proc.returncode == -signal.SIGKILL, (
+        f"the run must be killed mid-way (rc {proc.returncode}): {stderr[-2000:]}"
+    )
     done_before = len(read_index(out))
     assert 2 <= done_before < total
 
@@ -194,10 +256,33 @@ def test_launched_processes_shard_through_accelerate(photos, tmp_path):
     """torchrun (what `accelerate launch --multi_gpu` runs) with 2 CPU processes: accelerate's
     PartialState gives each its rank, so the work is split, not done twice."""
     out = tmp_path / "ds"
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             "-m", "pocketgan.training.distill_data", "--photos", str(photos), "--out", str(out),
-                             "--teacher", "cartoon", "--size", "32", "--crops-per-photo", "2", "--no-progress"],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "pocketgan.training.distill_data",
+            "--photos",
+            str(photos),
+            "--out",
+            str(out),
+            "--teacher",
+            "cartoon",
+            "--size",
+            "32",
+            "--crops-per-photo",
+            "2",
+            "--no-progress",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rank 0/2" in result.stderr and "rank 1/2" in result.stderr
     lines = index_lines(out)
@@ -224,28 +309,66 @@ def test_resume_with_another_config_fails(photos, tmp_path, capsys):
 def test_cli_parser(capsys):
     parser = argparse.ArgumentParser(prog="pocketgan")
     add_distill_data_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["distill-data", "--photos", "p", "--out", "o", "--teacher", "instruct-pix2pix:m",
-                              "--prompt", "make it snow", "--steps", "2", "--rank", "1", "--world-size", "2"])
+    args = parser.parse_args(
+        [
+            "distill-data",
+            "--photos",
+            "p",
+            "--out",
+            "o",
+            "--teacher",
+            "instruct-pix2pix:m",
+            "--prompt",
+            "make it snow",
+            "--steps",
+            "2",
+            "--rank",
+            "1",
+            "--world-size",
+            "2",
+        ]
+    )
     assert args.func.__name__ == "run_from_args" and args.steps == 2 and args.rank == 1 and args.size == 256
     with pytest.raises(SystemExit) as exit_:
         main(["--help"])
     assert exit_.value.code == 0
     help_text = capsys.readouterr().out
-    for option in ("--photos", "--out", "--teacher", "--prompt", "--size", "--crops-per-photo", "--seed", "--limit",
-                   "--no-progress", "--steps", "--batch-size", "--rank", "--world-size", "accelerate launch"):
+    for option in (
+        "--photos",
+        "--out",
+        "--teacher",
+        "--prompt",
+        "--size",
+        "--crops-per-photo",
+        "--seed",
+        "--limit",
+        "--no-progress",
+        "--steps",
+        "--batch-size",
+        "--rank",
+        "--world-size",
+        "accelerate launch",
+    ):
         assert option in help_text
 
 
 def test_diffusion_teacher_end_to_end(photos, tmp_path):
-    from test_diffusers_teacher import tiny_pipeline
-
     from pocketgan.training.diffusers_teacher import DiffusersTeacher
+    from test_diffusers_teacher import tiny_pipeline
 
     pipe = tiny_pipeline("instruct-pix2pix", tmp_path)
     pipe.save_pretrained(tmp_path / "ip2p")
     # the real loading path: a spec naming a local pipeline directory
-    cfg = config(photos, tmp_path / "ds", teacher=f"instruct-pix2pix:{tmp_path / 'ip2p'}", prompt="make it snow",
-                 size=32, crops_per_photo=1, limit=2, teacher_options={"steps": 2, "batch_size": 2, "device": "cpu"})
+    cfg = config(
+        photos,
+        tmp_path / "ds",
+        teacher=f"instruct-pix2pix:{tmp_path / 'ip2p'}",
+        prompt="make it snow",
+        size=32,
+        crops_per_photo=1,
+        limit=2,
+        teacher_options={"steps": 2, "batch_size": 2, "device": "cpu"},
+    )
     summary = generate_pairs(cfg, rank=0, world_size=1)
     assert summary["written"] == 2
     record = json.loads((cfg.out / "dataset.json").read_text())
@@ -255,10 +378,20 @@ def test_diffusion_teacher_end_to_end(photos, tmp_path):
     assert pairs.targets.shape == (2, 32, 32, 3) and not np.array_equal(pairs.inputs, pairs.targets)
     # the same edits from an in-memory pipeline with the recorded per-pair seeds
     entries = read_index(cfg.out)
-    teacher = DiffusersTeacher(kind="instruct-pix2pix", model=str(tmp_path / "ip2p"), prompt="make it snow", steps=2,
-                               device="cpu", pipeline=pipe)
+    teacher = DiffusersTeacher(
+        kind="instruct-pix2pix",
+        model=str(tmp_path / "ip2p"),
+        prompt="make it snow",
+        steps=2,
+        device="cpu",
+        pipeline=pipe,
+    )
     again = teacher.edit(list(pairs.inputs), [e["seed"] for e in entries])
     assert all(np.abs(a.astype(int) - b.astype(int)).max() <= 1 for a, b in zip(again, pairs.targets))
     assert generate_pairs(cfg, rank=0, world_size=1)["skipped"] == 2
     with pytest.raises(ValueError, match="different configuration"):
-        generate_pairs(DistillDataConfig(**{**cfg.__dict__, "teacher_options": {"steps": 3, "device": "cpu"}}), rank=0, world_size=1)
+        generate_pairs(
+            DistillDataConfig(**{**cfg.__dict__, "teacher_options": {"steps": 3, "device": "cpu"}}),
+            rank=0,
+            world_size=1,
+        )

@@ -53,6 +53,7 @@ def test_training_sees_the_unclamped_edit():
 
 # ------------------------------------------------------------------ losses on, checkpoints, resume
 
+
 def _tiny_pairs(n=4, side=48, seed=0):
     rng = np.random.default_rng(seed)
     photos = rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8)
@@ -65,12 +66,14 @@ class _Stop(Exception):
 
 def _stop_at(step_to_stop):
     """An evaluation hook that 'kills' the run when it reaches a step (before that step's checkpoint)."""
+
     def hook(generator, tokens):
         hook.calls += 1
         if hook.calls > 1 and hook.step_guess >= step_to_stop:
             raise _Stop
         hook.step_guess += 2
         return {"psnr_db": 0.0, "ssim": 0.0}
+
     hook.calls, hook.step_guess = 0, 0
     return hook
 
@@ -85,19 +88,29 @@ def test_resume_continues_exactly(tmp_path, loss_name):
     loss = LossConfig.recipe() if loss_name == "recipe" else LossConfig()
     if loss_name == "recipe":
         from dataclasses import replace
+
         loss = replace(loss, r1_interval=2)  # R1 inside the short run
     ranks = {"ds.conv": 2, "up2.conv": 1, "transformer.mlp.fc1": 1}
     pairs = _tiny_pairs()
 
     def run(ckpt, resume=False, evaluate=None):
-        cfg = TrainConfig(steps=6, batch_size=2, crop=32, progress=False, checkpoint_dir=ckpt,
-                          checkpoint_every=2, resume=resume, eval_every=2 if evaluate else 0)
+        cfg = TrainConfig(
+            steps=6,
+            batch_size=2,
+            crop=32,
+            progress=False,
+            checkpoint_dir=ckpt,
+            checkpoint_every=2,
+            resume=resume,
+            eval_every=2 if evaluate else 0,
+        )
         return train_concept(base, "c", pairs, ranks, cfg, loss=loss, evaluate=evaluate)
 
     straight = run(tmp_path / "straight")
     with pytest.raises(_Stop):
         run(tmp_path / "killed", evaluate=_stop_at(4))  # dies at step 4, last checkpoint at step 2
     from pocketgan.training.checkpoint import load_checkpoint
+
     assert load_checkpoint(tmp_path / "killed")[1]["step"] == 2
     resumed = run(tmp_path / "killed", resume=True)
     for key in straight.lora:
@@ -112,9 +125,13 @@ def test_resume_refuses_another_runs_checkpoint(tmp_path):
 
     base = build_generator("tiny").eval()
     pairs = _tiny_pairs()
-    cfg = TrainConfig(steps=2, batch_size=2, crop=32, progress=False, checkpoint_dir=tmp_path / "ck", checkpoint_every=1)
+    cfg = TrainConfig(
+        steps=2, batch_size=2, crop=32, progress=False, checkpoint_dir=tmp_path / "ck", checkpoint_every=1
+    )
     train_concept(base, "c", pairs, {"ds.conv": 1}, cfg)
-    other = TrainConfig(steps=2, batch_size=2, crop=32, lr=1e-3, progress=False, checkpoint_dir=tmp_path / "ck", resume=True)
+    other = TrainConfig(
+        steps=2, batch_size=2, crop=32, lr=1e-3, progress=False, checkpoint_dir=tmp_path / "ck", resume=True
+    )
     with pytest.raises(CheckpointError, match="different run"):
         train_concept(base, "c", pairs, {"ds.conv": 1}, other)
 
@@ -143,6 +160,7 @@ def test_optimizer_state_round_trips_without_pickle():
     opt.step()
     tensors, meta = flatten_optimizer("opt", opt.state_dict())
     import json
+
     meta = json.loads(json.dumps(meta))  # what the checkpoint stores
     restored = unflatten_optimizer("opt", tensors, meta)
     opt2 = torch.optim.Adam([torch.nn.Parameter(w.detach().clone())], lr=0.1)
@@ -152,13 +170,16 @@ def test_optimizer_state_round_trips_without_pickle():
     assert opt2.param_groups[0]["betas"][0] == 0.5
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(l1=0.0), "at least one"),
-    (dict(r1_gamma=1.0), "need the GAN"),
-    (dict(mix_and_match=True), "need the GAN"),
-    (dict(perceptual=-1.0), "non-negative"),
-    (dict(gan=0.1, r1_interval=0), "positive"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(l1=0.0), "at least one"),
+        (dict(r1_gamma=1.0), "need the GAN"),
+        (dict(mix_and_match=True), "need the GAN"),
+        (dict(perceptual=-1.0), "non-negative"),
+        (dict(gan=0.1, r1_interval=0), "positive"),
+    ],
+)
 def test_loss_config_validation(kwargs, message):
     from pocketgan.training.trainer import LossConfig
 
@@ -178,10 +199,16 @@ def test_each_loss_part_changes_training():
     pairs = _tiny_pairs()
     cfg = TrainConfig(steps=3, batch_size=2, crop=32, progress=False)
     l1 = LossConfig()
-    variants = {"l1": l1, "perc": replace(l1, perceptual=4.0), "gan": replace(l1, gan=0.5),
-                "r1": replace(l1, gan=0.5, r1_gamma=10.0, r1_interval=1),
-                "mm": replace(l1, gan=0.5, r1_gamma=10.0, r1_interval=1, mix_and_match=True)}
-    results = {k: train_concept(base, "c", pairs, {"ds.conv": 1, "up2.conv": 1}, cfg, loss=v) for k, v in variants.items()}
+    variants = {
+        "l1": l1,
+        "perc": replace(l1, perceptual=4.0),
+        "gan": replace(l1, gan=0.5),
+        "r1": replace(l1, gan=0.5, r1_gamma=10.0, r1_interval=1),
+        "mm": replace(l1, gan=0.5, r1_gamma=10.0, r1_interval=1, mix_and_match=True),
+    }
+    results = {
+        k: train_concept(base, "c", pairs, {"ds.conv": 1, "up2.conv": 1}, cfg, loss=v) for k, v in variants.items()
+    }
     names = list(results)
     for a, b in zip(names, names[1:]):
         key = "up2.conv.lora_B.weight"
@@ -194,7 +221,9 @@ def test_full_finetune_trains_every_weight_of_a_copy():
 
     base = build_generator("tiny").eval()
     before = {k: v.clone() for k, v in base.state_dict().items()}
-    g, tokens, record = train_full_finetune(base, "c", _tiny_pairs(), TrainConfig(steps=2, batch_size=2, crop=32, progress=False))
+    g, tokens, record = train_full_finetune(
+        base, "c", _tiny_pairs(), TrainConfig(steps=2, batch_size=2, crop=32, progress=False)
+    )
     assert record["trainable_parameters"] == sum(p.numel() for p in base.parameters()) + tokens.numel()
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
     assert not torch.equal(g.state_dict()["ds.conv.weight"], before["ds.conv.weight"])

@@ -36,8 +36,25 @@ def datasets(tmp_path_factory) -> dict[str, Path]:
     out = {}
     for teacher in ("stylize", "cartoon"):
         out[teacher] = root / teacher
-        assert main(["distill-data", "--photos", str(photos), "--out", str(out[teacher]), "--teacher", teacher,
-                     "--size", "64", "--crops-per-photo", "2", "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "distill-data",
+                    "--photos",
+                    str(photos),
+                    "--out",
+                    str(out[teacher]),
+                    "--teacher",
+                    teacher,
+                    "--size",
+                    "64",
+                    "--crops-per-photo",
+                    "2",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     return out
 
 
@@ -46,8 +63,25 @@ def test_train_base_then_concept_then_export(datasets, tmp_path):
     from pocketgan.runtime import open_bundle
 
     base = tmp_path / "base"
-    assert main(["train-base", "--data", f"stylize={datasets['stylize']}", "--out", str(base), "--size", "tiny",
-                 "--steps", "3", "--loss", "l1", *FAST]) == 0
+    assert (
+        main(
+            [
+                "train-base",
+                "--data",
+                f"stylize={datasets['stylize']}",
+                "--out",
+                str(base),
+                "--size",
+                "tiny",
+                "--steps",
+                "3",
+                "--loss",
+                "l1",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     source = load_bundle(base)
     assert source.concept_names == ["stylize"] and source.size == "tiny"
     assert not (tmp_path / "base.ckpt").exists(), "a finished run removes its checkpoints"
@@ -55,9 +89,34 @@ def test_train_base_then_concept_then_export(datasets, tmp_path):
     assert all(float(v.abs().sum()) == 0 for v in source.concept("stylize").lora.values())
 
     bundle = tmp_path / "with-cartoon"
-    assert main(["train-concept", str(base), "--data", str(datasets["cartoon"]), "--name", "cartoon",
-                 "--out", str(bundle), "--rank", "search", "--rank-budget", "1", "--probe-rank", "2",
-                 "--probe-steps", "2", "--pairs", "4", "--steps", "3", *FAST]) == 0
+    assert (
+        main(
+            [
+                "train-concept",
+                str(base),
+                "--data",
+                str(datasets["cartoon"]),
+                "--name",
+                "cartoon",
+                "--out",
+                str(bundle),
+                "--rank",
+                "search",
+                "--rank-budget",
+                "1",
+                "--probe-rank",
+                "2",
+                "--probe-steps",
+                "2",
+                "--pairs",
+                "4",
+                "--steps",
+                "3",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     trained = load_bundle(bundle)
     assert trained.concept_names == ["stylize", "cartoon"]
     record = trained.concept("cartoon").training
@@ -70,40 +129,128 @@ def test_train_base_then_concept_then_export(datasets, tmp_path):
     assert main(["export", str(bundle), "--targets", "onnx", "--out", str(exported), "--image-size", "64"]) == 0
     rt = open_bundle(exported)
     assert rt.concepts == ("stylize", "cartoon")
-    photo = np.asarray(Image.open(datasets["cartoon"] / "images" / sorted(os.listdir(datasets["cartoon"] / "images"))[0]))
+    photo = np.asarray(
+        Image.open(datasets["cartoon"] / "images" / sorted(os.listdir(datasets["cartoon"] / "images"))[0])
+    )
     assert rt.edit(photo, concept="cartoon").shape == photo.shape
 
 
 def test_train_concept_refuses_bad_input(datasets, tmp_path, source_bundle, capsys):
-    assert main(["train-concept", str(source_bundle), "--data", str(tmp_path), "--name", "x", "--out",
-                 str(tmp_path / "o"), *FAST]) == 2
+    assert (
+        main(
+            [
+                "train-concept",
+                str(source_bundle),
+                "--data",
+                str(tmp_path),
+                "--name",
+                "x",
+                "--out",
+                str(tmp_path / "o"),
+                *FAST,
+            ]
+        )
+        == 2
+    )
     assert "not a distill-data dataset" in capsys.readouterr().err
     existing = __import__("pocketgan.bundle", fromlist=["load_bundle"]).load_bundle(source_bundle).concept_names[0]
-    assert main(["train-concept", str(source_bundle), "--data", str(datasets["cartoon"]), "--name", existing,
-                 "--out", str(tmp_path / "o"), *FAST]) == 2
+    assert (
+        main(
+            [
+                "train-concept",
+                str(source_bundle),
+                "--data",
+                str(datasets["cartoon"]),
+                "--name",
+                existing,
+                "--out",
+                str(tmp_path / "o"),
+                *FAST,
+            ]
+        )
+        == 2
+    )
     assert "already has a concept" in capsys.readouterr().err
-    assert main(["train-concept", str(source_bundle), "--data", str(datasets["cartoon"]), "--name", "Bad Name",
-                 "--out", str(tmp_path / "o"), *FAST]) == 2
+    assert (
+        main(
+            [
+                "train-concept",
+                str(source_bundle),
+                "--data",
+                str(datasets["cartoon"]),
+                "--name",
+                "Bad Name",
+                "--out",
+                str(tmp_path / "o"),
+                *FAST,
+            ]
+        )
+        == 2
+    )
     assert "invalid concept name" in capsys.readouterr().err
-    assert main(["train-concept", str(source_bundle), "--data", str(datasets["cartoon"]), "--name", "x",
-                 "--out", str(tmp_path / "o"), "--rank", "0", *FAST]) == 2
+    assert (
+        main(
+            [
+                "train-concept",
+                str(source_bundle),
+                "--data",
+                str(datasets["cartoon"]),
+                "--name",
+                "x",
+                "--out",
+                str(tmp_path / "o"),
+                "--rank",
+                "0",
+                *FAST,
+            ]
+        )
+        == 2
+    )
 
 
 def _train_concept_cmd(bundle: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pocketgan", "train-concept", str(bundle), "--data", str(data), "--name", "cartoon",
-            "--out", str(out), "--steps", "300", "--checkpoint-every", "5", "--loss", "l1", *FAST, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "pocketgan",
+        "train-concept",
+        str(bundle),
+        "--data",
+        str(data),
+        "--name",
+        "cartoon",
+        "--out",
+        str(out),
+        "--steps",
+        "300",
+        "--checkpoint-every",
+        "5",
+        "--loss",
+        "l1",
+        *FAST,
+        *extra,
+    ]
 
 
 def test_sigkill_during_training_then_resume_matches_an_uninterrupted_run(datasets, source_bundle, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     straight = tmp_path / "straight"
-    subprocess.run(_train_concept_cmd(source_bundle, datasets["cartoon"], straight), check=True, env=env,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        _train_concept_cmd(source_bundle, datasets["cartoon"], straight),
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
 
     killed = tmp_path / "killed"
     state = tmp_path / "killed.ckpt" / "train" / "state.json"
-    proc = subprocess.Popen(_train_concept_cmd(source_bundle, datasets["cartoon"], killed), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _train_concept_cmd(source_bundle, datasets["cartoon"], killed),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -112,14 +259,25 @@ def test_sigkill_during_training_then_resume_matches_an_uninterrupted_run(datase
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not killed.exists()  # the bundle is only written at the end
     import json
+
     assert 0 < json.loads(state.read_text())["step"] < 300
 
     # without --resume the half-done checkpoint is not silently thrown away
-    again = subprocess.run(_train_concept_cmd(source_bundle, datasets["cartoon"], killed), env=env,
-                           capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        _train_concept_cmd(source_bundle, datasets["cartoon"], killed),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 2 and "--resume" in again.stderr
-    subprocess.run(_train_concept_cmd(source_bundle, datasets["cartoon"], killed, "--resume"), check=True, env=env,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        _train_concept_cmd(source_bundle, datasets["cartoon"], killed, "--resume"),
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
     for name in ("adapter_model.safetensors", "concept_embedding.safetensors"):
         a = (straight / "concepts" / "cartoon" / name).read_bytes()
         b = (killed / "concepts" / "cartoon" / name).read_bytes()

@@ -71,7 +71,7 @@ def unflatten_optimizer(prefix: str, tensors: dict[str, torch.Tensor], meta: dic
     head = f"{prefix}/state/"
     for name, value in tensors.items():
         if name.startswith(head):
-            index, key = name[len(head):].split("/", 1)
+            index, key = name[len(head) :].split("/", 1)
             state.setdefault(int(index), {})[key] = value
     for name, value in meta["scalars"].items():
         index, key = name.split("/", 1)

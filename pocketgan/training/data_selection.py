@@ -29,7 +29,9 @@ def base_features(base: Generator, images: np.ndarray, batch: int = 16, side: in
             tokens = torch.zeros(base.config.token_count, base.config.token_dim)
             for start in range(0, len(images), batch):
                 x = to_model_range(images[start : start + batch])
-                x = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+                x = torch.nn.functional.interpolate(
+                    x, size=(side, side), mode="bilinear", antialias=True, align_corners=False
+                )
                 captured.clear()
                 base(x, tokens)
                 f = captured[0]
@@ -39,8 +41,9 @@ def base_features(base: Generator, images: np.ndarray, batch: int = 16, side: in
     return torch.cat(rows).numpy()
 
 
-def select_indices(count: int, total: int, method: str = "cluster", features: np.ndarray | None = None,
-                   seed: int = 0) -> np.ndarray:
+def select_indices(
+    count: int, total: int, method: str = "cluster", features: np.ndarray | None = None, seed: int = 0
+) -> np.ndarray:
     """Indices of ``count`` of ``total`` items, sorted.
 
     ``cluster``: k-means (k = count) on the standardised ``features``, the item nearest each

@@ -22,14 +22,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from pocketgan.runtime.errors import PocketganError
+
 KINDS = ("instruct-pix2pix", "img2img")
 DTYPES = ("float16", "bfloat16", "float32")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _MAX_SEED = 2**63
 
 
-class TeacherLoadError(OSError):
-    """The diffusion pipeline could not be loaded (missing directory, not cached, offline)."""
+class TeacherLoadError(PocketganError, OSError):
+    """The diffusion pipeline could not be loaded (missing directory, not cached, offline, or
+    weights only in a pickle format: ``.bin`` / ``.ckpt`` are refused, safetensors only)."""
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -62,18 +65,26 @@ class DiffusersTeacher:
     steps: int = field(default=20, metadata={"help": "Denoising steps."})
     guidance_scale: float = field(default=7.5, metadata={"help": "Text classifier-free guidance scale."})
     image_guidance_scale: float | None = field(
-        default=None, metadata={"help": "InstructPix2Pix only: image guidance scale (default 1.5)."})
+        default=None, metadata={"help": "InstructPix2Pix only: image guidance scale (default 1.5)."}
+    )
     strength: float | None = field(
-        default=None, metadata={"help": "img2img only: how far to move from the photo, (0, 1] (default 0.6)."})
+        default=None, metadata={"help": "img2img only: how far to move from the photo, (0, 1] (default 0.6)."}
+    )
     batch_size: int = field(default=4, metadata={"help": "Images per pipeline call."})
     device: str | None = field(default=None, metadata={"help": "torch device (default: cuda if available, else cpu)."})
     dtype: str | None = field(
-        default=None, metadata={"help": "float16 | bfloat16 | float32 (default: float16 on CUDA, float32 elsewhere)."})
+        default=None, metadata={"help": "float16 | bfloat16 | float32 (default: float16 on CUDA, float32 elsewhere)."}
+    )
     local_files_only: bool | None = field(
-        default=None, metadata={"help": "Hub ids: never touch the network (default: only when HF_HUB_OFFLINE is set)."})
+        default=None, metadata={"help": "Hub ids: never touch the network (default: only when HF_HUB_OFFLINE is set)."}
+    )
     progress: bool = field(default=False, metadata={"help": "Show a tqdm bar per edit() call."})
-    pipeline: Any = field(default=None, repr=False, compare=False,
-                          metadata={"help": "An already built diffusers pipeline, used as is (its device and dtype)."})
+    pipeline: Any = field(
+        default=None,
+        repr=False,
+        compare=False,
+        metadata={"help": "An already built diffusers pipeline, used as is (its device and dtype)."},
+    )
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -103,7 +114,9 @@ class DiffusersTeacher:
             if not 0 < self.strength <= 1:
                 raise ValueError(f"strength must be in (0, 1], got {self.strength}")
             if int(self.steps * self.strength) < 1:
-                raise ValueError(f"steps x strength = {self.steps} x {self.strength} runs no denoising step; raise either")
+                raise ValueError(
+                    f"steps x strength = {self.steps} x {self.strength} runs no denoising step; raise either"
+                )
         if self.pipeline is not None:  # a given pipeline is used as is: record where it runs
             if self.device is None and getattr(self.pipeline, "device", None) is not None:
                 self.device = str(self.pipeline.device)
@@ -167,7 +180,9 @@ class DiffusersTeacher:
                 raise ValueError(f"image {i}: need an H x W x 3 uint8 RGB array, got {im.dtype} {im.shape}")
             h, w = im.shape[:2]
             if h == 0 or w == 0 or h % 8 or w % 8:
-                raise ValueError(f"image {i}: {w}x{h} pixels; diffusion teachers need both sides to be positive multiples of 8")
+                raise ValueError(
+                    f"image {i}: {w}x{h} pixels; diffusion teachers need both sides to be positive multiples of 8"
+                )
             if not 0 <= seed < _MAX_SEED:
                 raise ValueError(f"seed {seed} out of range [0, 2**63)")
         if not images:
@@ -193,16 +208,27 @@ class DiffusersTeacher:
         try:
             from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInstructPix2PixPipeline
         except ImportError as e:
-            raise ImportError(f"diffusion teachers need diffusers and transformers: pip install 'pocketgan[diffusion]' ({e})") from e
-        cls = StableDiffusionInstructPix2PixPipeline if self.kind == "instruct-pix2pix" else StableDiffusionImg2ImgPipeline
-        kwargs: dict[str, Any] = {"torch_dtype": getattr(torch, self.dtype), "safety_checker": None,
-                                  "requires_safety_checker": False}
+            raise ImportError(
+                f"diffusion teachers need diffusers and transformers: pip install 'pocketgan[diffusion]' ({e})"
+            ) from e
+        ip2p = self.kind == "instruct-pix2pix"
+        cls = StableDiffusionInstructPix2PixPipeline if ip2p else StableDiffusionImg2ImgPipeline
+        # use_safetensors: never unpickle a downloaded or copied .bin (it can run code on load);
+        # every component's weights must be safetensors, else from_pretrained raises OSError.
+        kwargs: dict[str, Any] = {
+            "torch_dtype": getattr(torch, self.dtype),
+            "safety_checker": None,
+            "requires_safety_checker": False,
+            "use_safetensors": True,
+        }
         local = _local_directory(self.model)
         if local is not None:
             try:
                 pipe = cls.from_pretrained(str(local), local_files_only=True, **kwargs)
             except (OSError, ValueError) as e:
-                raise TeacherLoadError(f"could not load a {self.kind} pipeline from {local}: {e}") from e
+                raise TeacherLoadError(
+                    f"could not load a {self.kind} pipeline from {local}: {e}{_pickle_hint(e)}"
+                ) from e
         else:
             offline = self.local_files_only or _hub_offline()
             if offline:
@@ -210,12 +236,15 @@ class DiffusersTeacher:
             try:
                 pipe = cls.from_pretrained(self.model, **kwargs)
             except OSError as e:
+                if _pickle_hint(e):
+                    raise TeacherLoadError(f"could not load {self.model!r}: {e}{_pickle_hint(e)}") from e
                 raise TeacherLoadError(
                     f"could not load {self.model!r} from the Hugging Face hub: it is not in the local hub cache "
                     f"and could not be downloaded{' (offline mode is on)' if offline else ''}. This machine may be "
                     f"offline. Pre-download it on a machine with network, e.g. `hf download {self.model} "
                     f"--local-dir models/{self.model.split('/')[-1]}` (or run once with network to fill the cache), "
-                    f"then pass the directory: '{self.kind}:models/{self.model.split('/')[-1]}'. ({e})") from e
+                    f"then pass the directory: '{self.kind}:models/{self.model.split('/')[-1]}'. ({e})"
+                ) from e
         pipe = pipe.to(self.device)
         self.pipeline = pipe
         return pipe
@@ -233,8 +262,9 @@ class DiffusersTeacher:
         else:
             kwargs["strength"] = self.strength
         with torch.inference_mode():
-            out = pipe(prompt=[self.prompt] * len(images), image=batch, generator=generators,
-                       output_type="np", **kwargs).images  # (N, H', W', 3) float in [0, 1]
+            out = pipe(
+                prompt=[self.prompt] * len(images), image=batch, generator=generators, output_type="np", **kwargs
+            ).images  # (N, H', W', 3) float in [0, 1]
         out = np.asarray(out, dtype=np.float32)
         if out.ndim != 4 or out.shape[0] != len(images) or out.shape[-1] != 3:
             raise RuntimeError(f"the pipeline returned {out.shape}, expected ({len(images)}, H, W, 3)")
@@ -246,6 +276,16 @@ class DiffusersTeacher:
                 rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BICUBIC), dtype=np.uint8)
             edited.append(np.ascontiguousarray(rgb))
         return edited
+
+
+def _pickle_hint(error: Exception) -> str:
+    """What to do when from_pretrained(use_safetensors=True) found only pickled weights, else ""."""
+    if "safetensors" not in str(error):
+        return ""
+    return (
+        " (pocketgan loads safetensors weights only, never a pickled .bin or .ckpt: use a model that "
+        "ships .safetensors, or re-save the pipeline with save_pretrained(DIR, safe_serialization=True))"
+    )
 
 
 def _batches(shapes: list[tuple[int, ...]], batch_size: int) -> list[tuple[int, int]]:

@@ -85,8 +85,10 @@ class ConditionalDiscriminator(nn.Module):
 
     def forward(self, condition: Tensor, image: Tensor) -> list[Tensor]:
         if image.ndim != 4 or image.shape[1] != 3 or condition.shape != image.shape:
-            raise ValueError(f"condition and image must be equal (N, 3, H, W) tensors, got "
-                             f"{tuple(condition.shape)} and {tuple(image.shape)}")
+            raise ValueError(
+                f"condition and image must be equal (N, 3, H, W) tensors, got "
+                f"{tuple(condition.shape)} and {tuple(image.shape)}"
+            )
         factor = 2**self.scales
         if image.shape[-2] % factor or image.shape[-1] % factor:
             raise ValueError(f"H and W must be multiples of 2**scales = {factor}, got {tuple(image.shape[-2:])}")
@@ -122,8 +124,9 @@ def _mean_over_scales(values: list[Tensor]) -> Tensor:
     return torch.stack([v.mean() for v in values]).mean()
 
 
-def discriminator_loss(disc: nn.Module, condition: Tensor, real: Tensor, fake: Tensor, mix_and_match: bool,
-                       generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+def discriminator_loss(
+    disc: nn.Module, condition: Tensor, real: Tensor, fake: Tensor, mix_and_match: bool, generator: torch.Generator
+) -> tuple[Tensor, dict[str, float]]:
     """Non-saturating logistic discriminator loss, averaged over the scales' heads.
 
     ``loss = E[softplus(-D(c, real))] + E[softplus(D(c, fake.detach()))]``
@@ -139,8 +142,10 @@ def discriminator_loss(disc: nn.Module, condition: Tensor, real: Tensor, fake: T
     (mean over scales of per-scale means; ``d_mix`` is NaN when the term is skipped).
     """
     if not (condition.shape == real.shape == fake.shape):
-        raise ValueError(f"condition, real and fake must have one shape, got {tuple(condition.shape)}, "
-                         f"{tuple(real.shape)}, {tuple(fake.shape)}")
+        raise ValueError(
+            f"condition, real and fake must have one shape, got {tuple(condition.shape)}, "
+            f"{tuple(real.shape)}, {tuple(fake.shape)}"
+        )
     n = real.shape[0]
     mix = bool(mix_and_match) and n >= 2
     conditions, images = [condition, condition], [real, fake.detach()]
@@ -153,10 +158,13 @@ def discriminator_loss(disc: nn.Module, condition: Tensor, real: Tensor, fake: T
     real_logits = [g[0] for g in groups]
     fake_logits = [g[1] for g in groups]
     loss = _mean_over_scales([F.softplus(-x) for x in real_logits]) + _mean_over_scales(
-        [F.softplus(x) for x in fake_logits])
-    stats = {"d_real": float(_mean_over_scales(real_logits).detach()),
-             "d_fake": float(_mean_over_scales(fake_logits).detach()),
-             "d_mix": float("nan")}
+        [F.softplus(x) for x in fake_logits]
+    )
+    stats = {
+        "d_real": float(_mean_over_scales(real_logits).detach()),
+        "d_fake": float(_mean_over_scales(fake_logits).detach()),
+        "d_mix": float("nan"),
+    }
     if mix:
         mix_logits = [g[2] for g in groups]
         loss = loss + _mean_over_scales([F.softplus(x) for x in mix_logits])

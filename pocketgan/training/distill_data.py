@@ -16,15 +16,12 @@ Layout of ``out/``::
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import io
 import json
 import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -32,9 +29,15 @@ import numpy as np
 from PIL import Image
 
 from pocketgan.atomic import atomic_write_bytes, atomic_write_json
-from pocketgan.training.photos import list_images, load_rgb
+from pocketgan.photos import load_rgb
+from pocketgan.training.distill_plan import (
+    crop_photo,
+    encode_png,
+    item_seed,  # noqa: F401  (re-exported: its old home)
+    plan_items,
+)
+from pocketgan.training.pairs import PairSet, resolve_inside
 from pocketgan.training.teachers import DIFFUSION_KINDS, Teacher, teacher_from_spec
-from pocketgan.training.pairs import PairSet
 
 FORMAT = "pocketgan.distill-data"
 FORMAT_VERSION = 1
@@ -50,18 +53,36 @@ _INDEX_NAME = re.compile(r"^index-rank(\d+)\.jsonl$")
 class DistillDataConfig:
     photos: Path = field(metadata={"help": "Folder of photos (searched recursively: jpg, jpeg, png, webp, bmp)."})
     out: Path = field(metadata={"help": "Dataset folder; created, or resumed when it exists."})
-    teacher: str = field(metadata={"help": "Teacher spec: a procedural name (cartoon, stylize, ...), "
-                                           "instruct-pix2pix:PATH_OR_HUB_ID or img2img:PATH_OR_HUB_ID."})
-    prompt: str | None = field(default=None, metadata={"help": "The edit, for diffusion teachers (an instruction for "
-                                                                 "InstructPix2Pix, a description for img2img)."})
+    teacher: str = field(
+        metadata={
+            "help": "Teacher spec: a procedural name (cartoon, stylize, ...), "
+            "instruct-pix2pix:PATH_OR_HUB_ID or img2img:PATH_OR_HUB_ID."
+        }
+    )
+    prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": "The edit, for diffusion teachers (an instruction for InstructPix2Pix, a description for img2img)."
+        },
+    )
     size: int = field(default=256, metadata={"help": "Side of the square pairs, pixels (a multiple of 8)."})
-    crops_per_photo: int = field(default=1, metadata={"help": "Crops per photo: crop 0 is the centre square; "
-                                                               "crops 1.. are seeded random crops with random flips."})
+    crops_per_photo: int = field(
+        default=1,
+        metadata={
+            "help": "Crops per photo: crop 0 is the centre square; crops 1.. are seeded random crops with random flips."
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the random crops and of the teacher's per-pair seeds."})
-    limit: int | None = field(default=None, metadata={"help": "Use at most this many photos (the first in sorted order)."})
+    limit: int | None = field(
+        default=None, metadata={"help": "Use at most this many photos (the first in sorted order)."}
+    )
     progress: bool = field(default=True, metadata={"help": "Show a tqdm bar (pairs done / total, ETA, skipped)."})
-    teacher_options: dict[str, Any] = field(default_factory=dict, metadata={
-        "help": "Diffusion teachers: DiffusersTeacher options (steps, guidance_scale, batch_size, device, ...)."})
+    teacher_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Diffusion teachers: DiffusersTeacher options (steps, guidance_scale, batch_size, device, ...)."
+        },
+    )
 
     def __post_init__(self) -> None:
         self.photos, self.out = Path(self.photos), Path(self.out)
@@ -76,79 +97,6 @@ class DistillDataConfig:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1 (or None for all photos), got {self.limit}")
         self.teacher_options = dict(self.teacher_options or {})
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    """One pair to make: crop ``crop`` of ``photo``, edited with teacher seed ``seed``."""
-
-    index: int  # position in the full, deterministic work list; rank = index % world_size
-    key: str  # unique, filesystem-safe: "<photo stem>-<8 hex of the photo's relative path>-<crop>"
-    photo: Path
-    photo_rel: str  # the photo's path relative to the photos folder (posix)
-    crop: int
-    seed: int  # the teacher's seed for this pair, 0 <= seed < 2**32
-
-
-def _digest(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8")).digest()
-
-
-def item_seed(seed: int, key: str) -> int:
-    """The teacher seed of a pair: a 32-bit hash of (dataset seed, key)."""
-    return int.from_bytes(_digest(f"pocketgan.distill-data.teacher:{seed}:{key}")[:4], "big")
-
-
-def photo_key(photo_rel: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(photo_rel).stem).strip("_")[:60] or "photo"
-    return f"{stem}-{_digest(photo_rel).hex()[:8]}"
-
-
-def plan_items(config: DistillDataConfig) -> list[WorkItem]:
-    """Every pair of the dataset, in a deterministic order (sorted photos, then crops)."""
-    root = config.photos
-    out = config.out.resolve()
-    paths = [p for p in list_images(root) if not p.resolve().is_relative_to(out)]  # never distil our own outputs
-    if not paths:
-        raise FileNotFoundError(f"no photos in {root} (outside {out})")
-    paths = paths[: config.limit] if config.limit else paths
-    items = []
-    for path in paths:
-        rel = path.relative_to(root).as_posix()
-        base = photo_key(rel)
-        for crop in range(config.crops_per_photo):
-            key = f"{base}-{crop:03d}"
-            items.append(WorkItem(len(items), key, path, rel, crop, item_seed(config.seed, key)))
-    return items
-
-
-def crop_photo(photo: np.ndarray, size: int, crop: int, seed: int, key: str) -> np.ndarray:
-    """(H, W, 3) uint8 photo -> (size, size, 3) uint8 crop.
-
-    Crop 0: the centre square, resized. Crops >= 1: a random square of 35-100% of the short
-    side, resized, flipped horizontally half the time; the randomness is seeded by
-    (seed, key), so the same crop comes out on every run and every rank.
-    """
-    h, w = photo.shape[:2]
-    if crop == 0:
-        side = min(h, w)
-        top, left, flip = (h - side) // 2, (w - side) // 2, False
-    else:
-        rng = np.random.default_rng(int.from_bytes(_digest(f"pocketgan.distill-data.crop:{seed}:{key}")[:8], "big"))
-        side = max(int(rng.uniform(0.35, 1.0) * min(h, w)), min(size, h, w))
-        top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        flip = bool(rng.random() < 0.5)
-    im = Image.fromarray(np.ascontiguousarray(photo[top : top + side, left : left + side]))
-    if im.size != (size, size):
-        im = im.resize((size, size), Image.Resampling.BICUBIC)
-    arr = np.asarray(im, dtype=np.uint8)
-    return np.ascontiguousarray(arr[:, ::-1] if flip else arr)
-
-
-def encode_png(rgb: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 # -- index files ---------------------------------------------------------------------
@@ -186,7 +134,9 @@ def _parse_index(data: bytes, path: Path) -> tuple[list[dict], int]:
             if entry is None:
                 if last or not any(rest.strip() for rest in lines[number:]):
                     break  # torn tail: ignored here, truncated by its own rank before it appends
-                raise ValueError(f"{path}:{number}: corrupt index line {line[:80]!r}; remove it (and the pairs after it) to resume")
+                raise ValueError(
+                    f"{path}:{number}: corrupt index line {line[:80]!r}; remove it (and the pairs after it) to resume"
+                )
             entries.append(entry)
         pos = end
         if not last:
@@ -244,7 +194,7 @@ def load_pairs(out: str | Path, keys: Iterable[str] | None = None) -> PairSet:
     for entry in entries:
         pair = []
         for which in ("input", "target"):
-            path = out / entry[which]
+            path = resolve_inside(out, entry[which], f"{out}/index-rank*.jsonl: pair {entry['key']!r} {which!r}")
             if not path.is_file():
                 raise FileNotFoundError(f"pair {entry['key']!r}: {path} is missing")
             with Image.open(path) as im:
@@ -265,7 +215,9 @@ def read_dataset_config(out: str | Path) -> dict[str, Any]:
     """The ``dataset.json`` of a distill-data directory (teacher, prompt, size, ...)."""
     path = Path(out) / DATASET_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{out} is not a distill-data dataset (no {DATASET_FILE}); make one with `pocketgan distill-data`")
+        raise FileNotFoundError(
+            f"{out} is not a distill-data dataset (no {DATASET_FILE}); make one with `pocketgan distill-data`"
+        )
     record = json.loads(path.read_text(encoding="utf-8"))
     if record.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} dataset")
@@ -296,11 +248,16 @@ def _check_or_write_dataset(out: Path, record: dict[str, Any]) -> None:
         existing = json.loads(path.read_text(encoding="utf-8"))
         if existing.get("format") != FORMAT:
             raise ValueError(f"{path} is not a {FORMAT} dataset")
-        diff = [f"{k}: dataset has {existing.get(k)!r}, this run {record[k]!r}"
-                for k in RESUME_FIELDS if existing.get(k) != record[k]]
+        diff = [
+            f"{k}: dataset has {existing.get(k)!r}, this run {record[k]!r}"
+            for k in RESUME_FIELDS
+            if existing.get(k) != record[k]
+        ]
         if diff:
-            raise ValueError(f"{out} was made with a different configuration; resume with the same settings or "
-                             f"use another --out. Differences: " + "; ".join(diff))
+            raise ValueError(
+                f"{out} was made with a different configuration; resume with the same settings or "
+                f"use another --out. Differences: " + "; ".join(diff)
+            )
     else:
         atomic_write_json(path, record)  # ranks racing here write the same bytes
 
@@ -316,20 +273,27 @@ def _resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int, A
             from accelerate import PartialState
         except ImportError:  # accelerate is in the toolchain extra; without it, one process
             if launched > 1:
-                raise ValueError(f"launched as {launched} processes but accelerate is not installed: "
-                                 "pip install accelerate, or pass --rank/--world-size") from None
+                raise ValueError(
+                    f"launched as {launched} processes but accelerate is not installed: "
+                    "pip install accelerate, or pass --rank/--world-size"
+                ) from None
             rank, world_size = 0, 1
         else:
             import torch
 
             # without cpu=True, accelerate treats torchrun/`accelerate launch` processes on a machine
             # without CUDA as independent single processes, and every one would do all the work
-            cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+            cpu = (
+                os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+                or not torch.cuda.is_available()
+            )
             state = PartialState(cpu=cpu)
             rank, world_size = state.process_index, state.num_processes
             if launched != world_size:
-                raise ValueError(f"the launcher started {launched} processes but accelerate sees {world_size} "
-                                 f"(distributed type {state.distributed_type}); pass --rank/--world-size explicitly")
+                raise ValueError(
+                    f"the launcher started {launched} processes but accelerate sees {world_size} "
+                    f"(distributed type {state.distributed_type}); pass --rank/--world-size explicitly"
+                )
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"need 0 <= rank < world_size, got rank {rank}, world_size {world_size}")
     return rank, world_size, state
@@ -354,8 +318,57 @@ def _remove_stale_temps(images: Path, keys: set[str]) -> None:
                 (images / name).unlink(missing_ok=True)
 
 
-def generate_pairs(config: DistillDataConfig, teacher: Teacher | None = None,
-                   rank: int | None = None, world_size: int | None = None) -> dict[str, Any]:
+def _teacher_for(config: DistillDataConfig, state: Any) -> Teacher:
+    """The teacher ``config`` names; under a multi-process launcher each process's diffusion
+    teacher runs on that process's GPU unless ``device`` was given."""
+    options = dict(config.teacher_options)
+    diffusion = config.teacher.partition(":")[0] in DIFFUSION_KINDS
+    if diffusion and "device" not in options and state is not None and state.num_processes > 1:
+        options["device"] = str(state.device)  # one GPU per process
+    return teacher_from_spec(config.teacher, config.prompt, **options)
+
+
+def _edit_batch(teacher: Teacher, config: DistillDataConfig, chunk: list, cache: dict) -> list[tuple]:
+    """[(item, input, target)] of one batch: (size, size, 3) uint8 crops and their edits.
+    ``cache`` holds the last photo read (items come in photo order)."""
+    inputs = []
+    for it in chunk:
+        if cache.get("path") != it.photo:
+            cache.update(path=it.photo, rgb=load_rgb(it.photo))
+        inputs.append(crop_photo(cache["rgb"], config.size, it.crop, config.seed, it.key))
+    targets = teacher.edit(inputs, [it.seed for it in chunk])
+    if len(targets) != len(chunk):
+        raise RuntimeError(f"teacher {teacher.name!r} returned {len(targets)} images for {len(chunk)}")
+    out = []
+    for it, x, y in zip(chunk, inputs, targets):
+        y = np.asarray(y)
+        if y.shape != x.shape or y.dtype != np.uint8:
+            raise RuntimeError(f"teacher {teacher.name!r} returned {y.dtype} {y.shape} for a {x.shape} uint8 input")
+        out.append((it, x, y))
+    return out
+
+
+def _write_pair(out: Path, index, it, x: np.ndarray, y: np.ndarray, source: str) -> None:
+    """Both PNGs of a pair, then its index line (a pair is finished once its line is on disk)."""
+    entry = {
+        "key": it.key,
+        "input": f"{IMAGES_DIR}/{it.key}.input.png",
+        "target": f"{IMAGES_DIR}/{it.key}.target.png",
+        "photo": it.photo_rel,
+        "crop": it.crop,
+        "seed": it.seed,
+        "teacher": source,
+    }
+    atomic_write_bytes(out / entry["input"], encode_png(x))
+    atomic_write_bytes(out / entry["target"], encode_png(y))
+    index.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    index.flush()
+    os.fsync(index.fileno())
+
+
+def generate_pairs(
+    config: DistillDataConfig, teacher: Teacher | None = None, rank: int | None = None, world_size: int | None = None
+) -> dict[str, Any]:
     """Make this rank's share of the dataset's pairs; resume where an earlier run stopped.
 
     Item ``i`` of :func:`plan_items` belongs to rank ``i % world_size``; ``rank`` and
@@ -368,12 +381,7 @@ def generate_pairs(config: DistillDataConfig, teacher: Teacher | None = None,
 
     start = time.perf_counter()
     rank, world_size, state = _resolve_rank(rank, world_size)
-    if teacher is None:
-        options = dict(config.teacher_options)
-        if config.teacher.partition(":")[0] in DIFFUSION_KINDS and "device" not in options and state is not None \
-                and state.num_processes > 1:
-            options["device"] = str(state.device)  # one GPU per process
-        teacher = teacher_from_spec(config.teacher, config.prompt, **options)
+    teacher = teacher if teacher is not None else _teacher_for(config, state)
     out = config.out
     items = plan_items(config)
     images = out / IMAGES_DIR
@@ -388,119 +396,46 @@ def generate_pairs(config: DistillDataConfig, teacher: Teacher | None = None,
     _remove_stale_temps(images, {it.key for it in todo})
     batch = max(1, int(getattr(teacher, "batch_size", 1) or 1))
     show = config.progress and (state is None or state.local_process_index == 0)
-    written = 0
-    cached: tuple[Path | None, np.ndarray | None] = (None, None)
-    with open(own_index, "a", encoding="utf-8") as index, \
-            tqdm(total=len(mine), initial=skipped, desc=f"distill-data rank {rank}/{world_size}", unit="pair",
-                 disable=not show, dynamic_ncols=True) as bar:
+    written, cache = 0, {}
+    with (
+        open(own_index, "a", encoding="utf-8") as index,
+        tqdm(
+            total=len(mine),
+            initial=skipped,
+            desc=f"distill-data rank {rank}/{world_size}",
+            unit="pair",
+            disable=not show,
+            dynamic_ncols=True,
+        ) as bar,
+    ):
         bar.set_postfix(skipped=skipped)
         for at in range(0, len(todo), batch):
-            chunk = todo[at : at + batch]
-            inputs = []
-            for it in chunk:
-                if cached[0] != it.photo:
-                    cached = (it.photo, load_rgb(it.photo))
-                inputs.append(crop_photo(cached[1], config.size, it.crop, config.seed, it.key))
-            targets = teacher.edit(inputs, [it.seed for it in chunk])
-            if len(targets) != len(chunk):
-                raise RuntimeError(f"teacher {teacher.name!r} returned {len(targets)} images for {len(chunk)}")
-            for it, x, y in zip(chunk, inputs, targets):
-                y = np.asarray(y)
-                if y.shape != x.shape or y.dtype != np.uint8:
-                    raise RuntimeError(f"teacher {teacher.name!r} returned {y.dtype} {y.shape} for a {x.shape} uint8 input")
-                entry = {"key": it.key, "input": f"{IMAGES_DIR}/{it.key}.input.png",
-                         "target": f"{IMAGES_DIR}/{it.key}.target.png", "photo": it.photo_rel, "crop": it.crop,
-                         "seed": it.seed, "teacher": teacher.source}
-                atomic_write_bytes(out / entry["input"], encode_png(x))
-                atomic_write_bytes(out / entry["target"], encode_png(y))
-                # the index line comes last: a pair is finished once its line is on disk
-                index.write(json.dumps(entry, ensure_ascii=False) + "\n")
-                index.flush()
-                os.fsync(index.fileno())
+            for it, x, y in _edit_batch(teacher, config, todo[at : at + batch], cache):
+                _write_pair(out, index, it, x, y, teacher.source)
                 written += 1
                 bar.update(1)
-    return {"out": str(out), "rank": rank, "world_size": world_size, "items": len(items), "assigned": len(mine),
-            "skipped": skipped, "written": written, "seconds": round(time.perf_counter() - start, 2),
-            "index": str(own_index), "teacher": teacher.source}
+    return {
+        "out": str(out),
+        "rank": rank,
+        "world_size": world_size,
+        "items": len(items),
+        "assigned": len(mine),
+        "skipped": skipped,
+        "written": written,
+        "seconds": round(time.perf_counter() - start, 2),
+        "index": str(own_index),
+        "teacher": teacher.source,
+    }
 
 
-# -- command line --------------------------------------------------------------------
-
-_HELP = {f.name: f.metadata.get("help", "") for f in fields(DistillDataConfig)}
-DESCRIPTION = ("Edit a folder of photos with a teacher into a paired dataset (input/target PNGs + JSONL index). "
-               "Resumable: rerun the same command after a crash or kill. Shardable: run under "
-               "`accelerate launch -m pocketgan.training.distill_data ...` to split the work over processes/GPUs/nodes.")
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--photos", type=Path, required=True, help=_HELP["photos"])
-    p.add_argument("--out", type=Path, required=True, help=_HELP["out"])
-    p.add_argument("--teacher", required=True, help=_HELP["teacher"])
-    p.add_argument("--prompt", help=_HELP["prompt"])
-    p.add_argument("--size", type=int, default=256, help=_HELP["size"] + " Default 256.")
-    p.add_argument("--crops-per-photo", type=int, default=1, help=_HELP["crops_per_photo"] + " Default 1.")
-    p.add_argument("--seed", type=int, default=0, help=_HELP["seed"] + " Default 0.")
-    p.add_argument("--limit", type=int, help=_HELP["limit"])
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help=_HELP["progress"])
-    d = p.add_argument_group("diffusion teachers (instruct-pix2pix:..., img2img:...)")
-    d.add_argument("--steps", type=int, help="Denoising steps (default 20).")
-    d.add_argument("--guidance-scale", type=float, help="Text guidance scale (default 7.5).")
-    d.add_argument("--image-guidance-scale", type=float, help="InstructPix2Pix image guidance scale (default 1.5).")
-    d.add_argument("--strength", type=float, help="img2img strength, (0, 1] (default 0.6).")
-    d.add_argument("--batch-size", type=int, help="Images per pipeline call (default 4).")
-    d.add_argument("--device", help="torch device (default: this process's GPU under accelerate, else cuda if "
-                                     "available, else cpu).")
-    d.add_argument("--dtype", choices=["float16", "bfloat16", "float32"],
-                   help="Pipeline dtype (default float16 on CUDA, float32 elsewhere).")
-    s = p.add_argument_group("sharding (default: accelerate's process index / count)")
-    s.add_argument("--rank", type=int, help="This shard's index, 0 <= rank < world size (give with --world-size).")
-    s.add_argument("--world-size", type=int, help="Number of shards (give with --rank).")
-
-
-_TEACHER_OPTIONS = ("steps", "guidance_scale", "image_guidance_scale", "strength", "batch_size", "device", "dtype")
-
-
-def config_from_args(args: argparse.Namespace) -> DistillDataConfig:
-    options = {k: getattr(args, k) for k in _TEACHER_OPTIONS if getattr(args, k) is not None}
-    return DistillDataConfig(photos=args.photos, out=args.out, teacher=args.teacher, prompt=args.prompt,
-                             size=args.size, crops_per_photo=args.crops_per_photo, seed=args.seed, limit=args.limit,
-                             progress=args.progress, teacher_options=options)
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """The ``distill-data`` command: run and print a one-line summary. Raises ValueError / OSError."""
-    summary = generate_pairs(config_from_args(args), rank=args.rank, world_size=args.world_size)
-    print(f"distill-data rank {summary['rank']}/{summary['world_size']}: {summary['written']} pairs written, "
-          f"{summary['skipped']} already done, {summary['assigned']} of {summary['items']} items on this rank, "
-          f"{summary['seconds']} s -> {summary['out']}", file=sys.stderr)
-    return 0
-
-
-def add_distill_data_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``distill-data`` on an ``add_subparsers()`` object; ``args.func(args)`` runs it."""
-    p = subparsers.add_parser("distill-data", help="edit photos with a teacher into a resumable paired dataset",
-                              description=DESCRIPTION)
-    _add_arguments(p)
-    p.set_defaults(func=run_from_args)
-    return p
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pocketgan.training.distill_data", description=DESCRIPTION)
-    _add_arguments(p)
-    return p
+# -- command line: the flags are built from DistillDataConfig in pocketgan.cli.training ----------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run_from_args(args)
-    except (ValueError, OSError, KeyError) as e:
-        print(f"distill-data: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("distill-data: interrupted; finished pairs are kept, rerun the same command to resume", file=sys.stderr)
-        return 130
+    """``python -m pocketgan.training.distill_data [options]``: ``pocketgan distill-data [options]``."""
+    from pocketgan.cli import command_main
+
+    return command_main("distill-data", argv)
 
 
 if __name__ == "__main__":

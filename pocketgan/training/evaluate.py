@@ -1,7 +1,8 @@
 """Held-out quality: PSNR / SSIM of a bundle's concepts against their teachers on real
 photos the bundle never saw in training (the shipped sample photos by default).
 
-    python -m pocketgan.training.evaluate BUNDLE [--photos DIR]
+    pocketgan evaluate BUNDLE [--photos DIR] [--json]
+    python -m pocketgan.training.evaluate BUNDLE [--photos DIR] [--json]
 
 Each photo is resized so its longer side is the model's input size; the teacher edits
 that image and the concept edits it through the runtime's letterbox path. "identity" is
@@ -11,8 +12,6 @@ anything.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +20,16 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from pocketgan.bundle import load_bundle
+from pocketgan.photos import load_rgb, sample_photo_paths
 from pocketgan.runtime.imaging import from_model_output, to_model_input
-from pocketgan.training.photos import list_images, load_rgb, sample_photo_paths
 from pocketgan.training.teachers import PROCEDURAL_TEACHERS
 
 
 def _scores(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    return (float(peak_signal_noise_ratio(a, b, data_range=255)),
-            float(structural_similarity(a, b, channel_axis=2, data_range=255)))
+    return (
+        float(peak_signal_noise_ratio(a, b, data_range=255)),
+        float(structural_similarity(a, b, channel_axis=2, data_range=255)),
+    )
 
 
 class HeldOutSet:
@@ -53,8 +54,10 @@ class HeldOutSet:
     def score(self, edit) -> dict:
         with torch.no_grad():
             out = edit(self.batch).numpy()
-        scores = [_scores(from_model_output(out[i : i + 1], pl), t)
-                  for i, (pl, t) in enumerate(zip(self.placements, self.targets))]
+        scores = [
+            _scores(from_model_output(out[i : i + 1], pl), t)
+            for i, (pl, t) in enumerate(zip(self.placements, self.targets))
+        ]
         m = np.mean(scores, axis=0)
         return {"psnr_db": round(float(m[0]), 3), "ssim": round(float(m[1]), 4)}
 
@@ -84,27 +87,34 @@ def evaluate_bundle(bundle_path: Path | None, photos: list[Path] | None = None) 
             model_scores.append(_scores(out, target))
             identity_scores.append(_scores(rgb, target))
         m, i = np.mean(model_scores, axis=0), np.mean(identity_scores, axis=0)
-        results[concept.name] = {"psnr_db": round(float(m[0]), 2), "ssim": round(float(m[1]), 4),
-                                 "identity_psnr_db": round(float(i[0]), 2), "identity_ssim": round(float(i[1]), 4)}
+        results[concept.name] = {
+            "psnr_db": round(float(m[0]), 2),
+            "ssim": round(float(m[1]), 4),
+            "identity_psnr_db": round(float(i[0]), 2),
+            "identity_ssim": round(float(i[1]), 4),
+        }
     return {"photos": [p.name for p in photos], "concepts": results}
 
 
 def format_table(result: dict) -> str:
-    lines = ["| concept | PSNR vs teacher | SSIM vs teacher | identity PSNR | identity SSIM |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| concept | PSNR vs teacher | SSIM vs teacher | identity PSNR | identity SSIM |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, r in result["concepts"].items():
-        lines.append(f"| {name} | {r['psnr_db']:.2f} dB | {r['ssim']:.3f} | {r['identity_psnr_db']:.2f} dB | {r['identity_ssim']:.3f} |")
+        lines.append(
+            f"| {name} | {r['psnr_db']:.2f} dB | {r['ssim']:.3f} | "
+            f"{r['identity_psnr_db']:.2f} dB | {r['identity_ssim']:.3f} |"
+        )
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("bundle", nargs="?", type=Path, help="bundle (default: the embedded one)")
-    ap.add_argument("--photos", type=Path, help="folder of held-out photos (default: the shipped ones)")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    result = evaluate_bundle(args.bundle, list_images(args.photos) if args.photos else None)
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pocketgan.training.evaluate [BUNDLE] [--photos DIR] [--json]``: ``pocketgan evaluate``."""
+    from pocketgan.cli import command_main
+
+    return command_main("evaluate", argv)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -88,8 +88,10 @@ class DifferentiableAugment:
         self.color_scale, self.color_shift, self.downscale_p = tuple(color_scale), color_shift, downscale_p
 
     def __repr__(self) -> str:
-        return (f"DifferentiableAugment(flip={self.flip}, rotate={self.rotate}, max_shift={self.max_shift}, "
-                f"color_scale={self.color_scale}, color_shift={self.color_shift}, downscale_p={self.downscale_p})")
+        return (
+            f"DifferentiableAugment(flip={self.flip}, rotate={self.rotate}, max_shift={self.max_shift}, "
+            f"color_scale={self.color_scale}, color_shift={self.color_shift}, downscale_p={self.downscale_p})"
+        )
 
     def __call__(self, *images: Tensor, generator: torch.Generator) -> tuple[Tensor, ...]:
         if not images:
@@ -126,13 +128,23 @@ class DifferentiableAugment:
         return tuple(self._apply(x, flips, turns, rows, cols, batch, scale.to(x), shift.to(x), down) for x in images)
 
     @staticmethod
-    def _apply(x: Tensor, flips: Tensor, turns: Tensor, rows: Tensor, cols: Tensor, batch: Tensor,
-               scale: Tensor, shift: Tensor, down: bool) -> Tensor:
+    def _apply(
+        x: Tensor,
+        flips: Tensor,
+        turns: Tensor,
+        rows: Tensor,
+        cols: Tensor,
+        batch: Tensor,
+        scale: Tensor,
+        shift: Tensor,
+        down: bool,
+    ) -> Tensor:
         x = x * scale[:, :, None, None] + shift[:, :, None, None]
         x = torch.where(flips[:, None, None, None], x.flip(-1), x)
         if bool((turns != 0).any()):
-            variants = torch.stack([x.rot90(k, (-2, -1)) if k % 2 == 0 or x.shape[-1] == x.shape[-2] else x
-                                    for k in range(4)])
+            variants = torch.stack(
+                [x.rot90(k, (-2, -1)) if k % 2 == 0 or x.shape[-1] == x.shape[-2] else x for k in range(4)]
+            )
             x = variants[turns, batch]
         # Advanced indexing with the channel slice in the middle puts channels last.
         x = x[batch[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
@@ -159,8 +171,9 @@ class PerceptualFeatures(nn.Module):
     no-op): gradients flow through it to the input only.
     """
 
-    def __init__(self, channels: Sequence[int] = DEFAULT_CHANNELS, convs_per_stage: int | Sequence[int] = 2,
-                 pool: str = "avg") -> None:
+    def __init__(
+        self, channels: Sequence[int] = DEFAULT_CHANNELS, convs_per_stage: int | Sequence[int] = 2, pool: str = "avg"
+    ) -> None:
         super().__init__()
         channels = tuple(int(c) for c in channels)
         convs = (int(convs_per_stage),) * len(channels) if isinstance(convs_per_stage, int) else tuple(convs_per_stage)
@@ -187,8 +200,13 @@ class PerceptualFeatures(nn.Module):
         return super().train(False)
 
     @classmethod
-    def random(cls, seed: int = 0, channels: Sequence[int] = DEFAULT_CHANNELS,
-               convs_per_stage: int | Sequence[int] = 2, pool: str = "avg") -> PerceptualFeatures:
+    def random(
+        cls,
+        seed: int = 0,
+        channels: Sequence[int] = DEFAULT_CHANNELS,
+        convs_per_stage: int | Sequence[int] = 2,
+        pool: str = "avg",
+    ) -> PerceptualFeatures:
         """Deterministic random features: kaiming-normal (ReLU gain) weights, zero biases,
         drawn from ``torch.Generator().manual_seed(seed)`` (same weights on every machine)."""
         model = cls(channels, convs_per_stage, pool)
@@ -200,8 +218,13 @@ class PerceptualFeatures(nn.Module):
         return model
 
     @classmethod
-    def from_safetensors(cls, path: str | Path, channels: Sequence[int] = DEFAULT_CHANNELS,
-                         convs_per_stage: int | Sequence[int] = 2, pool: str = "avg") -> PerceptualFeatures:
+    def from_safetensors(
+        cls,
+        path: str | Path,
+        channels: Sequence[int] = DEFAULT_CHANNELS,
+        convs_per_stage: int | Sequence[int] = 2,
+        pool: str = "avg",
+    ) -> PerceptualFeatures:
         """Load weights from a safetensors file with exactly this layout's keys.
 
         E.g. VGG16 as used by LPIPS: ``channels=(64, 128, 256, 512, 512)``,
@@ -219,8 +242,11 @@ class PerceptualFeatures(nn.Module):
         expected = model.state_dict()
         missing = sorted(set(expected) - set(tensors))
         unexpected = sorted(set(tensors) - set(expected))
-        mismatched = sorted(f"{k}: file {tuple(tensors[k].shape)} != expected {tuple(v.shape)}"
-                            for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape)
+        mismatched = sorted(
+            f"{k}: file {tuple(tensors[k].shape)} != expected {tuple(v.shape)}"
+            for k, v in expected.items()
+            if k in tensors and tensors[k].shape != v.shape
+        )
         if missing or unexpected or mismatched:
             problems = []
             if missing:
@@ -231,7 +257,8 @@ class PerceptualFeatures(nn.Module):
                 problems.append(f"shape mismatches {mismatched}")
             raise ValueError(
                 f"{path} does not match PerceptualFeatures(channels={model.channels}, "
-                f"convs_per_stage={model.convs_per_stage}): " + "; ".join(problems)
+                f"convs_per_stage={model.convs_per_stage}): "
+                + "; ".join(problems)
                 + ". Expected keys are 'stages.{s}.{j}.weight' / 'stages.{s}.{j}.bias'."
             )
         model.load_state_dict({k: v.float() for k, v in tensors.items()})
@@ -308,9 +335,13 @@ class EnsembledPerceptualLoss(nn.Module):
     gradients flow to ``pred`` only, never to the frozen features.
     """
 
-    def __init__(self, features: PerceptualFeatures | None = None, ensemble: bool = True,
-                 augment: DifferentiableAugment | None = None,
-                 lpips_weights: dict[str, Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        features: PerceptualFeatures | None = None,
+        ensemble: bool = True,
+        augment: DifferentiableAugment | None = None,
+        lpips_weights: dict[str, Tensor] | None = None,
+    ) -> None:
         super().__init__()
         self.features = features if features is not None else PerceptualFeatures.random(seed=0)
         if not isinstance(self.features, PerceptualFeatures):
@@ -318,8 +349,11 @@ class EnsembledPerceptualLoss(nn.Module):
         self.ensemble = bool(ensemble)
         self.augment = augment if augment is not None else DifferentiableAugment()
         channels = self.features.channels
-        weights = (_lin_weights(lpips_weights, channels) if lpips_weights is not None
-                   else [torch.full((c,), 1.0 / c) for c in channels])
+        weights = (
+            _lin_weights(lpips_weights, channels)
+            if lpips_weights is not None
+            else [torch.full((c,), 1.0 / c) for c in channels]
+        )
         for s, w in enumerate(weights):
             self.register_buffer(f"lin{s}", w.view(1, -1, 1, 1))
 
@@ -329,13 +363,16 @@ class EnsembledPerceptualLoss(nn.Module):
 
     def forward(self, pred: Tensor, target: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if pred.shape != target.shape or pred.ndim != 4 or pred.shape[1] != 3:
-            raise ValueError(f"pred and target must be equal (N, 3, H, W) tensors, got "
-                             f"{tuple(pred.shape)} and {tuple(target.shape)}")
+            raise ValueError(
+                f"pred and target must be equal (N, 3, H, W) tensors, got {tuple(pred.shape)} and {tuple(target.shape)}"
+            )
         target = target.detach()
         if self.ensemble:
             if generator is None:
-                raise ValueError("EnsembledPerceptualLoss(ensemble=True) needs a torch.Generator: "
-                                 "pass generator=... (or build the loss with ensemble=False)")
+                raise ValueError(
+                    "EnsembledPerceptualLoss(ensemble=True) needs a torch.Generator: "
+                    "pass generator=... (or build the loss with ensemble=False)"
+                )
             pred, target = self.augment(pred, target, generator=generator)
         with torch.no_grad():
             target_features = self.features(target)

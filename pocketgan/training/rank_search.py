@@ -63,8 +63,9 @@ def lora_parameters(ranks: dict[str, int], costs: dict[str, int]) -> int:
     return sum(ranks[layer] * costs[layer] for layer in ranks)
 
 
-def allocate_ranks(spectra: dict[str, list[float]], costs: dict[str, int], budget: int,
-                   min_rank: int = 1, max_rank: int | None = None) -> dict[str, int]:
+def allocate_ranks(
+    spectra: dict[str, list[float]], costs: dict[str, int], budget: int, min_rank: int = 1, max_rank: int | None = None
+) -> dict[str, int]:
     """Greedy energy-per-parameter allocation of ranks under ``budget`` parameters.
 
     Args:
@@ -78,8 +79,9 @@ def allocate_ranks(spectra: dict[str, list[float]], costs: dict[str, int], budge
         raise ValueError("spectra and costs must cover the same layers")
     ranks = {layer: min_rank for layer in spectra}
     if lora_parameters(ranks, costs) > budget:
-        raise ValueError(f"budget {budget} is below rank {min_rank} on every layer "
-                         f"({lora_parameters(ranks, costs)} parameters)")
+        raise ValueError(
+            f"budget {budget} is below rank {min_rank} on every layer ({lora_parameters(ranks, costs)} parameters)"
+        )
     total = sum(s * s for values in spectra.values() for s in values) or 1.0
     spent = lora_parameters(ranks, costs)
     while True:
@@ -108,6 +110,13 @@ def search_report(spectra: dict[str, list[float]], ranks: dict[str, int], costs:
     for layer, values in spectra.items():
         energy = sum(s * s for s in values) or 1.0
         kept = sum(s * s for s in values[: ranks[layer]]) / energy
-        rows.append({"layer": layer, "rank": ranks[layer], "energy_kept": round(kept, 4),
-                     "update_norm": round(energy ** 0.5, 5), "parameters": ranks[layer] * costs[layer]})
+        rows.append(
+            {
+                "layer": layer,
+                "rank": ranks[layer],
+                "energy_kept": round(kept, 4),
+                "update_norm": round(energy**0.5, 5),
+                "parameters": ranks[layer] * costs[layer],
+            }
+        )
     return rows

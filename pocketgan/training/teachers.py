@@ -164,14 +164,18 @@ def teacher_from_spec(spec: str, prompt: str | None = None, **options: Any) -> T
     missing prompt.
     """
     spec = spec.strip()
-    choices = (f"procedural names {sorted(PROCEDURAL_TEACHERS)} (optionally prefixed 'procedural:'), "
-               f"'instruct-pix2pix:PATH_OR_HUB_ID', 'img2img:PATH_OR_HUB_ID'")
+    choices = (
+        f"procedural names {sorted(PROCEDURAL_TEACHERS)} (optionally prefixed 'procedural:'), "
+        f"'instruct-pix2pix:PATH_OR_HUB_ID', 'img2img:PATH_OR_HUB_ID'"
+    )
     kind, sep, rest = spec.partition(":")
     if kind in DIFFUSION_KINDS:
         if not rest:
             raise ValueError(f"teacher spec {spec!r} names no model; use '{kind}:PATH_OR_HUB_ID'")
         if not prompt or not prompt.strip():
-            raise ValueError(f"the {kind} teacher needs a prompt (the edit to distil), e.g. --prompt 'make it a watercolour'")
+            raise ValueError(
+                f"the {kind} teacher needs a prompt (the edit to distil), e.g. --prompt 'make it a watercolour'"
+            )
         from pocketgan.training.diffusers_teacher import DiffusersTeacher
 
         return DiffusersTeacher(kind=kind, model=rest, prompt=prompt, **options)

@@ -29,10 +29,15 @@ from tqdm import tqdm
 from pocketgan.concepts.concept import Concept
 from pocketgan.concepts.lora import inject_lora, lora_state_dict
 from pocketgan.models.generator import Generator, GeneratorConfig
-from pocketgan.training.pairs import PairSet  # noqa: F401  (re-exported: trainers take PairSets)
 from pocketgan.training.checkpoint import (
-    CheckpointError, flatten_optimizer, has_checkpoint, load_checkpoint, save_checkpoint, unflatten_optimizer,
+    CheckpointError,
+    flatten_optimizer,
+    has_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    unflatten_optimizer,
 )
+from pocketgan.training.pairs import PairSet  # noqa: F401  (re-exported: trainers take PairSets)
 
 
 @dataclass
@@ -45,9 +50,13 @@ class TrainConfig:
     progress: bool = field(default=True, metadata={"help": "Show a tqdm bar."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Clip the gradient norm to this (0: no clipping)."})
     checkpoint_dir: Path | None = field(default=None, metadata={"help": "Write atomic checkpoints here (None: none)."})
-    checkpoint_every: int = field(default=200, metadata={"help": "Steps between checkpoints (the last step always writes one)."})
+    checkpoint_every: int = field(
+        default=200, metadata={"help": "Steps between checkpoints (the last step always writes one)."}
+    )
     resume: bool = field(default=False, metadata={"help": "Continue from checkpoint_dir's checkpoint if there is one."})
-    eval_every: int = field(default=0, metadata={"help": "Steps between calls of the evaluation hook (0: never); its time is not counted."})
+    eval_every: int = field(
+        default=0, metadata={"help": "Steps between calls of the evaluation hook (0: never); its time is not counted."}
+    )
 
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0 or self.crop <= 0 or self.crop % 8:
@@ -68,14 +77,25 @@ class LossConfig:
 
     l1: float = field(default=1.0, metadata={"help": "L1 against the teacher's edit."})
     perceptual: float = field(default=0.0, metadata={"help": "Ensembled perceptual loss (E-LPIPS-style)."})
-    ensemble: bool = field(default=True, metadata={"help": "Same random augmentation on both sides of the perceptual loss."})
-    perceptual_weights: Path | None = field(default=None, metadata={"help": "safetensors of pretrained perceptual features (default: seeded random features)."})
+    ensemble: bool = field(
+        default=True, metadata={"help": "Same random augmentation on both sides of the perceptual loss."}
+    )
+    perceptual_weights: Path | None = field(
+        default=None,
+        metadata={"help": "safetensors of pretrained perceptual features (default: seeded random features)."},
+    )
     gan: float = field(default=0.0, metadata={"help": "Conditional GAN loss (non-saturating)."})
-    r1_gamma: float = field(default=0.0, metadata={"help": "Single-sample R1 penalty weight (lazy, every r1_interval steps)."})
+    r1_gamma: float = field(
+        default=0.0, metadata={"help": "Single-sample R1 penalty weight (lazy, every r1_interval steps)."}
+    )
     r1_interval: int = field(default=16, metadata={"help": "Steps between lazy R1 penalties."})
-    mix_and_match: bool = field(default=False, metadata={"help": "Real edits with another photo's condition count as fake."})
+    mix_and_match: bool = field(
+        default=False, metadata={"help": "Real edits with another photo's condition count as fake."}
+    )
     d_lr: float = field(default=2e-4, metadata={"help": "Discriminator learning rate."})
-    d_channels: int = field(default=16, metadata={"help": "Discriminator width (16 keeps it near the generator's cost)."})
+    d_channels: int = field(
+        default=16, metadata={"help": "Discriminator width (16 keeps it near the generator's cost)."}
+    )
 
     def __post_init__(self) -> None:
         if min(self.l1, self.perceptual, self.gan, self.r1_gamma) < 0:
@@ -148,134 +168,209 @@ def _plain(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-def fit(student: Student, pairs: list[PairSet], train: TrainConfig, loss: LossConfig, desc: str,
-        evaluate: EvalHook | None = None) -> dict:
+def fit(
+    student: Student,
+    pairs: list[PairSet],
+    train: TrainConfig,
+    loss: LossConfig,
+    desc: str,
+    evaluate: EvalHook | None = None,
+) -> dict:
     """Train ``student``'s trainable parameters on ``pairs`` (pairs[k] goes with token set k).
 
     Returns a record: steps, seconds (training wall time, summed over resumes, evaluation
     excluded), final L1, trainable parameter count, the loss history's tail and the
     evaluation history.
     """
-    from accelerate import Accelerator
-
     if len(pairs) != student.tokens.shape[0]:
         raise ValueError(f"{len(pairs)} pair sets for {student.tokens.shape[0]} token sets")
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    torch.manual_seed(train.seed)
-    rng = np.random.default_rng([train.seed, accelerator.process_index])
-    gen = torch.Generator().manual_seed(train.seed * 1000 + accelerator.process_index)
-    trainable = [p for p in student.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=train.lr, betas=(0.5, 0.99))
+    run = _Fit(student, pairs, train, loss, desc, evaluate)
+    run.resume()
+    return run.loop()
 
-    perceptual = disc = d_optimizer = None
-    if loss.perceptual:
-        from pocketgan.training.losses import EnsembledPerceptualLoss, PerceptualFeatures
 
-        features = (PerceptualFeatures.from_safetensors(loss.perceptual_weights) if loss.perceptual_weights
-                    else PerceptualFeatures.random(seed=0))
-        perceptual = EnsembledPerceptualLoss(features, ensemble=loss.ensemble).to(accelerator.device)
-    if loss.gan:
-        from pocketgan.training.discriminator import ConditionalDiscriminator
+def _perceptual_loss(loss: LossConfig, device) -> nn.Module | None:
+    """The ensembled perceptual loss on ``device`` (``None`` when ``loss.perceptual`` is 0)."""
+    if not loss.perceptual:
+        return None
+    from pocketgan.training.losses import EnsembledPerceptualLoss, PerceptualFeatures
 
-        disc = ConditionalDiscriminator(channels=loss.d_channels, seed=train.seed + 1)
-        d_optimizer = torch.optim.Adam(disc.parameters(), lr=loss.d_lr, betas=(0.0, 0.99))
-        disc, d_optimizer = accelerator.prepare(disc, d_optimizer)
-    student, optimizer = accelerator.prepare(student, optimizer)
+    features = (
+        PerceptualFeatures.from_safetensors(loss.perceptual_weights)
+        if loss.perceptual_weights
+        else PerceptualFeatures.random(seed=0)
+    )
+    return EnsembledPerceptualLoss(features, ensemble=loss.ensemble).to(device)
 
-    run = {"desc": desc, "train": _plain({k: v for k, v in asdict(train).items()
-                                           if k not in ("progress", "resume", "checkpoint_dir", "eval_every")}),
-           "loss": _plain(asdict(loss)), "token_sets": len(pairs), "pairs": [len(p) for p in pairs]}
-    step, elapsed, losses, evals = 0, 0.0, [], []
-    if train.resume and has_checkpoint(train.checkpoint_dir):
+
+class _Fit:
+    """One :func:`fit` run: models, optimizers, RNGs and the history a checkpoint holds.
+
+    The order of construction (seeds, optimizer, losses, discriminator, ``prepare``) and of
+    every random draw in :meth:`train_step` is what makes a resumed run bit-exact.
+    """
+
+    def __init__(
+        self,
+        student: Student,
+        pairs: list[PairSet],
+        train: TrainConfig,
+        loss: LossConfig,
+        desc: str,
+        evaluate: EvalHook | None,
+    ) -> None:
+        from accelerate import Accelerator
+
+        self.pairs, self.train, self.loss, self.desc, self.evaluate = pairs, train, loss, desc, evaluate
+        self.accelerator = accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        torch.manual_seed(train.seed)
+        self.rng = np.random.default_rng([train.seed, accelerator.process_index])
+        self.gen = torch.Generator().manual_seed(train.seed * 1000 + accelerator.process_index)
+        self.trainable = [p for p in student.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(self.trainable, lr=train.lr, betas=(0.5, 0.99))
+        self.perceptual = _perceptual_loss(loss, accelerator.device)
+        self.disc = self.d_optimizer = None
+        if loss.gan:
+            from pocketgan.training.discriminator import ConditionalDiscriminator
+
+            disc = ConditionalDiscriminator(channels=loss.d_channels, seed=train.seed + 1)
+            d_optimizer = torch.optim.Adam(disc.parameters(), lr=loss.d_lr, betas=(0.0, 0.99))
+            self.disc, self.d_optimizer = accelerator.prepare(disc, d_optimizer)
+        self.student, self.optimizer = accelerator.prepare(student, optimizer)
+        unsaved = ("progress", "resume", "checkpoint_dir", "eval_every")
+        self.run = {
+            "desc": desc,
+            "train": _plain({k: v for k, v in asdict(train).items() if k not in unsaved}),
+            "loss": _plain(asdict(loss)),
+            "token_sets": len(pairs),
+            "pairs": [len(p) for p in pairs],
+        }
+        self.step, self.elapsed, self.losses, self.evals = 0, 0.0, [], []
+
+    def resume(self) -> None:
+        """Continue from ``checkpoint_dir``'s checkpoint when ``resume`` is set and there is one."""
+        train = self.train
+        if not (train.resume and has_checkpoint(train.checkpoint_dir)):
+            return
         tensors, meta = load_checkpoint(train.checkpoint_dir)
-        if meta["run"] != run:
-            raise CheckpointError(f"checkpoint in {train.checkpoint_dir} is from a different run:\n"
-                                  f"  saved:   {meta['run']}\n  current: {run}")
-        _restore(accelerator, student, optimizer, disc, d_optimizer, tensors, meta)
-        rng.bit_generator.state = meta["numpy_rng"]
-        gen.set_state(tensors["rng/torch"])
-        step, elapsed, losses, evals = meta["step"], meta["seconds"], meta["losses"], meta["evals"]
-        if accelerator.is_main_process:
-            print(f"{desc}: resumed at step {step}/{train.steps} from {train.checkpoint_dir}")
+        if meta["run"] != self.run:
+            raise CheckpointError(
+                f"checkpoint in {train.checkpoint_dir} is from a different run:\n"
+                f"  saved:   {meta['run']}\n  current: {self.run}"
+            )
+        _restore(self.accelerator, self.student, self.optimizer, self.disc, self.d_optimizer, tensors, meta)
+        self.rng.bit_generator.state = meta["numpy_rng"]
+        self.gen.set_state(tensors["rng/torch"])
+        self.step, self.elapsed, self.losses, self.evals = meta["step"], meta["seconds"], meta["losses"], meta["evals"]
+        if self.accelerator.is_main_process:
+            print(f"{self.desc}: resumed at step {self.step}/{train.steps} from {train.checkpoint_dir}")
 
-    def checkpoint() -> None:
-        if train.checkpoint_dir is None or not accelerator.is_main_process:
+    def checkpoint(self) -> None:
+        """Write the atomic checkpoint (main process, when there is a ``checkpoint_dir``)."""
+        accelerator = self.accelerator
+        if self.train.checkpoint_dir is None or not accelerator.is_main_process:
             return
-        unwrapped = accelerator.unwrap_model(student)
+        unwrapped = accelerator.unwrap_model(self.student)
         tensors = {f"student/{k}": v for k, v in unwrapped.state_dict().items()}
-        opt_tensors, opt_meta = flatten_optimizer("opt", optimizer.state_dict())
-        tensors |= opt_tensors | {"rng/torch": gen.get_state()}
-        meta = {"run": run, "step": step, "seconds": elapsed, "losses": losses, "evals": evals,
-                "numpy_rng": rng.bit_generator.state, "opt": opt_meta}
-        if disc is not None:
-            tensors |= {f"disc/{k}": v for k, v in accelerator.unwrap_model(disc).state_dict().items()}
-            d_tensors, meta["d_opt"] = flatten_optimizer("d_opt", d_optimizer.state_dict())
+        opt_tensors, opt_meta = flatten_optimizer("opt", self.optimizer.state_dict())
+        tensors |= opt_tensors | {"rng/torch": self.gen.get_state()}
+        meta = {
+            "run": self.run,
+            "step": self.step,
+            "seconds": self.elapsed,
+            "losses": self.losses,
+            "evals": self.evals,
+            "numpy_rng": self.rng.bit_generator.state,
+            "opt": opt_meta,
+        }
+        if self.disc is not None:
+            tensors |= {f"disc/{k}": v for k, v in accelerator.unwrap_model(self.disc).state_dict().items()}
+            d_tensors, meta["d_opt"] = flatten_optimizer("d_opt", self.d_optimizer.state_dict())
             tensors |= d_tensors
-        save_checkpoint(train.checkpoint_dir, tensors, meta)
+        save_checkpoint(self.train.checkpoint_dir, tensors, meta)
 
-    def run_eval() -> None:
-        if evaluate is None:
+    def run_eval(self) -> None:
+        """Call the evaluation hook on the generator in eval mode; append its result to ``evals``."""
+        if self.evaluate is None:
             return
-        unwrapped = accelerator.unwrap_model(student)
+        unwrapped = self.accelerator.unwrap_model(self.student)
         was_training = unwrapped.training
         unwrapped.eval()
         with torch.no_grad():
-            result = evaluate(unwrapped.generator, unwrapped.tokens.detach())
+            result = self.evaluate(unwrapped.generator, unwrapped.tokens.detach())
         unwrapped.train(was_training)
-        evals.append({"step": step, "seconds": round(elapsed, 2), **result})
+        self.evals.append({"step": self.step, "seconds": round(self.elapsed, 2), **result})
 
-    student.train()
-    if evaluate is not None and not evals:
-        run_eval()
-    bar = tqdm(total=train.steps, initial=step, desc=desc, disable=not train.progress or not accelerator.is_local_main_process)
-    device = accelerator.device
-    while step < train.steps:
-        started = time.perf_counter()
-        for group in optimizer.param_groups:
-            group["lr"] = train.lr * _lr_factor(step, train.steps)
-        which = rng.integers(0, len(pairs), train.batch_size)
-        xs, ys = zip(*(_crop(pairs[k], train.crop, rng) for k in which))
+    def train_step(self) -> tuple[float, dict]:
+        """One generator (and discriminator) update: (the batch's L1, the other losses by name)."""
+        train, loss, device = self.train, self.loss, self.accelerator.device
+        for group in self.optimizer.param_groups:
+            group["lr"] = train.lr * _lr_factor(self.step, train.steps)
+        which = self.rng.integers(0, len(self.pairs), train.batch_size)
+        xs, ys = zip(*(_crop(self.pairs[k], train.crop, self.rng) for k in which))
         x, y = to_model_range(np.stack(xs)).to(device), to_model_range(np.stack(ys)).to(device)
-        fake = student(x, torch.from_numpy(which).to(device))
+        fake = self.student(x, torch.from_numpy(which).to(device))
         g_loss = loss.l1 * nn.functional.l1_loss(fake, y) if loss.l1 else fake.new_zeros(())
         l1_value = nn.functional.l1_loss(fake.detach(), y).item()
         stats = {}
-        if perceptual is not None:
-            p = perceptual(fake, y, generator=gen)
+        if self.perceptual is not None:
+            p = self.perceptual(fake, y, generator=self.gen)
             g_loss = g_loss + loss.perceptual * p
             stats["perc"] = p.item()
-        if disc is not None:
+        if self.disc is not None:
             from pocketgan.training.discriminator import generator_adversarial_loss
 
-            disc.requires_grad_(False)
-            adv = generator_adversarial_loss(disc, x, fake)
+            self.disc.requires_grad_(False)
+            adv = generator_adversarial_loss(self.disc, x, fake)
             g_loss = g_loss + loss.gan * adv
             stats["adv"] = adv.item()
-            disc.requires_grad_(True)
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(g_loss)
+            self.disc.requires_grad_(True)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accelerator.backward(g_loss)
         if train.max_grad_norm:
-            accelerator.clip_grad_norm_(trainable, train.max_grad_norm)
-        optimizer.step()
-        if disc is not None:
-            stats |= _discriminator_step(disc, d_optimizer, accelerator, loss, x, y, fake.detach(), step, gen)
-        step += 1
-        elapsed += time.perf_counter() - started
-        losses.append(round(l1_value, 6))
-        bar.update(1)
-        bar.set_postfix(l1=f"{np.mean(losses[-50:]):.4f}", **{k: f"{v:.3f}" for k, v in stats.items()})
-        if train.eval_every and step % train.eval_every == 0:
-            run_eval()
-        if step % train.checkpoint_every == 0 or step == train.steps:
-            checkpoint()
-    bar.close()
-    if evaluate is not None and (not evals or evals[-1]["step"] != step):
-        run_eval()
-    accelerator.wait_for_everyone()
-    return {"steps": train.steps, "batch_size": train.batch_size, "crop": train.crop, "lr": train.lr,
-            "seconds": round(elapsed, 1), "final_l1": round(float(np.mean(losses[-50:])), 5),
-            "loss": loss.summary(), "trainable_parameters": sum(p.numel() for p in trainable),
-            "evals": evals}
+            self.accelerator.clip_grad_norm_(self.trainable, train.max_grad_norm)
+        self.optimizer.step()
+        if self.disc is not None:
+            stats |= _discriminator_step(
+                self.disc, self.d_optimizer, self.accelerator, loss, x, y, fake.detach(), self.step, self.gen
+            )
+        return l1_value, stats
+
+    def loop(self) -> dict:
+        """Train up to ``train.steps`` (evaluating and checkpointing on schedule); :func:`fit`'s record."""
+        train = self.train
+        self.student.train()
+        if self.evaluate is not None and not self.evals:
+            self.run_eval()
+        disable = not train.progress or not self.accelerator.is_local_main_process
+        bar = tqdm(total=train.steps, initial=self.step, desc=self.desc, disable=disable)
+        while self.step < train.steps:
+            started = time.perf_counter()
+            l1_value, stats = self.train_step()
+            self.step += 1
+            self.elapsed += time.perf_counter() - started
+            self.losses.append(round(l1_value, 6))
+            bar.update(1)
+            bar.set_postfix(l1=f"{np.mean(self.losses[-50:]):.4f}", **{k: f"{v:.3f}" for k, v in stats.items()})
+            if train.eval_every and self.step % train.eval_every == 0:
+                self.run_eval()
+            if self.step % train.checkpoint_every == 0 or self.step == train.steps:
+                self.checkpoint()
+        bar.close()
+        if self.evaluate is not None and (not self.evals or self.evals[-1]["step"] != self.step):
+            self.run_eval()
+        self.accelerator.wait_for_everyone()
+        return {
+            "steps": train.steps,
+            "batch_size": train.batch_size,
+            "crop": train.crop,
+            "lr": train.lr,
+            "seconds": round(self.elapsed, 1),
+            "final_l1": round(float(np.mean(self.losses[-50:])), 5),
+            "loss": self.loss.summary(),
+            "trainable_parameters": sum(p.numel() for p in self.trainable),
+            "evals": self.evals,
+        }
 
 
 def _discriminator_step(disc, d_optimizer, accelerator, loss: LossConfig, x, y, fake, step: int, gen) -> dict:
@@ -295,7 +390,7 @@ def _discriminator_step(disc, d_optimizer, accelerator, loss: LossConfig, x, y, 
 
 def _restore(accelerator, student, optimizer, disc, d_optimizer, tensors: dict, meta: dict) -> None:
     def part(prefix: str) -> dict:
-        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
     accelerator.unwrap_model(student).load_state_dict(part("student/"))
     optimizer.load_state_dict(unflatten_optimizer("opt", tensors, meta["opt"]))
@@ -309,7 +404,10 @@ def _random_tokens(config: GeneratorConfig, count: int) -> torch.Tensor:
 
 
 def train_base(
-    config: GeneratorConfig, pairs: dict[str, PairSet], train: TrainConfig, loss: LossConfig | None = None,
+    config: GeneratorConfig,
+    pairs: dict[str, PairSet],
+    train: TrainConfig,
+    loss: LossConfig | None = None,
     evaluate: EvalHook | None = None,
 ) -> tuple[Generator, dict[str, torch.Tensor], dict]:
     """Train a generator from scratch on several concepts at once, one token set each.
@@ -357,12 +455,19 @@ def train_concept(
     student = Student(model, _concept_tokens(base, init_tokens))
     record = fit(student, [pairs], train, loss or LossConfig(), f"concept {name}", evaluate)
     record |= {"pairs": len(pairs), "base_parameters": sum(p.numel() for p in base.parameters()), "ranks": dict(ranks)}
-    return Concept(name, lora_state_dict(student.generator), student.tokens[0].detach().clone(), description, teacher, record)
+    return Concept(
+        name, lora_state_dict(student.generator), student.tokens[0].detach().clone(), description, teacher, record
+    )
 
 
 def train_full_finetune(
-    base: Generator, name: str, pairs: PairSet, train: TrainConfig, init_tokens: torch.Tensor | None = None,
-    loss: LossConfig | None = None, evaluate: EvalHook | None = None,
+    base: Generator,
+    name: str,
+    pairs: PairSet,
+    train: TrainConfig,
+    init_tokens: torch.Tensor | None = None,
+    loss: LossConfig | None = None,
+    evaluate: EvalHook | None = None,
 ) -> tuple[Generator, torch.Tensor, dict]:
     """Fine-tune every weight of a copy of ``base`` (and the tokens) on one concept."""
     torch.manual_seed(train.seed)

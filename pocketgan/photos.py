@@ -1,4 +1,5 @@
-"""Real photos available offline, and random training crops of them.
+"""Real photos available offline, and random training crops of them: the parity photos
+of every export, the benchmark input, the demo's photos and the training photos.
 
 Sources, all from packages: the photos shipped with pocketgan (held out: used for parity
 and evaluation only), scikit-image's ``skimage/data`` photos, Debian's mate-backgrounds
@@ -24,6 +25,7 @@ def sample_photo_paths() -> list[Path]:
 
 
 def list_images(folder: str | Path) -> list[Path]:
+    """Every image file (by suffix, see ``IMAGE_SUFFIXES``) under ``folder``, sorted."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"photo folder not found: {folder}")
@@ -34,6 +36,7 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def load_rgb(path: str | Path, max_side: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file, shrunk to ``max_side`` if it is larger."""
     with Image.open(path) as im:
         im = im.convert("RGB")
         if max_side and max(im.size) > max_side:
@@ -42,7 +45,8 @@ def load_rgb(path: str | Path, max_side: int | None = None) -> np.ndarray:
 
 
 def training_photos(max_side: int = 640) -> list[np.ndarray]:
-    """Offline training photos: mate-backgrounds (if installed) + skimage photos."""
+    """Offline training photos, (H, W, 3) uint8 each: mate-backgrounds (if installed) +
+    scikit-image's stereo pair (needs the toolchain's scikit-image)."""
     photos = []
     if MATE_NATURE.is_dir():
         photos += [load_rgb(p, max_side) for p in list_images(MATE_NATURE)]
@@ -69,7 +73,8 @@ def random_crops(photos: list[np.ndarray], count: int, size: int, rng: np.random
         side = int(rng.uniform(0.35, 1.0) * min(h, w))
         side = max(side, min(size, h, w))
         top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-        crop = Image.fromarray(photo[top : top + side, left : left + side]).resize((size, size), Image.Resampling.BICUBIC)
+        crop = Image.fromarray(photo[top : top + side, left : left + side])
+        crop = crop.resize((size, size), Image.Resampling.BICUBIC)
         arr = np.asarray(crop, dtype=np.uint8)
         crops.append(arr[:, ::-1].copy() if rng.random() < 0.5 else arr.copy())
     return crops
