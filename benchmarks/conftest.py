@@ -1,4 +1,5 @@
-"""Benchmarks run on purpose (`make bench`), never in the default test run.
+"""Benchmarks run on purpose (`make bench`, `make bench-matrix`, `make bench-suite`), never in
+the default test run; `python -m pocketgan.bench.report` turns their JSON into tables.
 
 Every benchmark pins the thread count (``BENCH_THREADS``, default 2) for both PyTorch and
 ONNX Runtime, warms up, and runs several rounds; pytest-benchmark records the machine.
@@ -35,7 +36,7 @@ def exported_bundle(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def model_input(exported_bundle) -> np.ndarray:
+    from pocketgan.photos import load_rgb, sample_photo_paths
     from pocketgan.runtime.imaging import to_model_input
-    from pocketgan.training.photos import load_rgb, sample_photo_paths
 
     return to_model_input(load_rgb(sample_photo_paths()[0]), 256)[0]

@@ -3,14 +3,15 @@ the default test run): the same groups, exports, runners and helpers (``pocketga
 timed by pytest-benchmark.
 
     pytest benchmarks/test_bench_suite.py --benchmark-json=out/bench-suite.json --benchmark-save-data
-    python benchmarks/bench_results.py out/bench-suite.json out/bench-suite   # -> results.json/.md, latency.png
+    python -m pocketgan.bench.report suite out/bench-suite.json out/bench-suite   # -> results.json/.md, latency.png
 
 Environment (defaults in brackets): ``BENCH_THREADS`` [2], ``BENCH_SIZES`` [256 512],
 ``BENCH_PRECISIONS`` [fp32 int8], ``BENCH_BACKENDS`` [onnx executorch eager],
 ``BENCH_ROUNDS`` [20], ``BENCH_REPEATS`` [2], ``BENCH_CACHE`` [out/bench-cache: the
 exports, shared with ``pocketgan bench --cache``], ``BENCH_BUNDLE`` [the embedded default],
-``BENCH_PEER_NGF`` / ``BENCH_PEER_BLOCKS`` [64 / 9], ``BENCH_GEMM_SIZES`` [256 512 1024 2048]. Each group is timed once per repeat; the
-repeats are separate passes over all groups (so drift shows up as instability).
+``BENCH_PEER_NGF`` / ``BENCH_PEER_BLOCKS`` [64 / 9], ``BENCH_GEMM_SIZES`` [256 512 1024 2048].
+Each group is timed once per repeat; the repeats are separate passes over all groups (so
+drift shows up as instability).
 """
 
 from __future__ import annotations
@@ -24,17 +25,33 @@ from pocketgan.bench.api import group_ids
 from pocketgan.bench.config import BenchConfig
 
 
+def _env(name: str, cast=str, many: bool = False):
+    """``$name`` cast (a tuple of its words with ``many``); ``None`` when unset or empty."""
+    value = os.environ.get(name)
+    if not value:
+        return None
+    return tuple(cast(v) for v in value.split()) if many else cast(value)
+
+
 def _config() -> BenchConfig:
-    env = os.environ.get
+    """BenchConfig from the ``BENCH_*`` variables; an unset one keeps BenchConfig's default."""
+    settings = {
+        "threads": _env("BENCH_THREADS", int),
+        "sizes": _env("BENCH_SIZES", int, many=True),
+        "precisions": _env("BENCH_PRECISIONS", many=True),
+        "backends": _env("BENCH_BACKENDS", many=True),
+        "rounds": _env("BENCH_ROUNDS", int),
+        "repeats": _env("BENCH_REPEATS", int),
+        "bundle": _env("BENCH_BUNDLE", Path),
+        "peer_ngf": _env("BENCH_PEER_NGF", int),
+        "peer_blocks": _env("BENCH_PEER_BLOCKS", int),
+        "gemm_sizes": _env("BENCH_GEMM_SIZES", int, many=True),
+    }
     return BenchConfig(
-        out=Path("out/bench-suite"), cache=Path(env("BENCH_CACHE", "out/bench-cache")),
-        threads=int(env("BENCH_THREADS", "2")), sizes=tuple(int(s) for s in env("BENCH_SIZES", "256 512").split()),
-        precisions=tuple(env("BENCH_PRECISIONS", "fp32 int8").split()),
-        backends=tuple(env("BENCH_BACKENDS", "onnx executorch eager").split()),
-        rounds=int(env("BENCH_ROUNDS", "20")), repeats=int(env("BENCH_REPEATS", "2")), progress=False,
-        bundle=Path(env("BENCH_BUNDLE")) if env("BENCH_BUNDLE") else None,
-        peer_ngf=int(env("BENCH_PEER_NGF", "64")), peer_blocks=int(env("BENCH_PEER_BLOCKS", "9")),
-        gemm_sizes=tuple(int(s) for s in env("BENCH_GEMM_SIZES", "256 512 1024 2048").split()),
+        out=Path("out/bench-suite"),
+        cache=Path(os.environ.get("BENCH_CACHE", "out/bench-cache")),
+        progress=False,
+        **{k: v for k, v in settings.items() if v is not None},
     )
 
 
@@ -66,11 +83,16 @@ def _flops(g) -> int:
     return pix2pix_flops(g.size, CONFIG.peer_ngf, CONFIG.peer_blocks)
 
 
+# Group attributes recorded under their own name in extra_info (the report reads them back).
+_SAME_NAMES = ("model", "model_name", "backend", "precision", "size", "concept", "concepts", "artifact_bytes")
+
+
 def _info(benchmark, g, **more) -> None:
-    benchmark.extra_info.update(flops=_flops(g),
-        group=g.id, model=g.model, model_name=g.model_name, backend=g.backend, precision=g.precision,
-        concept_mode=g.mode, size=g.size, threads=CONFIG.threads, concept=g.concept, concepts=g.concepts,
-        artifact_bytes=g.artifact_bytes, parity_psnr_db=g.parity, **more)
+    """The group's identity and static figures in extra_info: what ``python -m
+    pocketgan.bench.report suite`` builds a record from."""
+    info = {name: getattr(g, name) for name in _SAME_NAMES}
+    info.update(group=g.id, concept_mode=g.mode, parity_psnr_db=g.parity, threads=CONFIG.threads)
+    benchmark.extra_info.update(flops=_flops(g), **info, **more)
 
 
 def _open(g):

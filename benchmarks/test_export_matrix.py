@@ -1,7 +1,7 @@
 """Every backend x precision x concept mode of the embedded default bundle: latency here,
 artifact size, parity against fp32 PyTorch on real photos.
 
-    make bench-matrix     # runs this, then benchmarks/matrix_report.py -> docs/export-matrix.md
+    make bench-matrix     # runs this, then `python -m pocketgan.bench.report matrix` -> docs/export-matrix.md
 
 Each (backend, precision) is exported once with ``--concepts both`` (that is the slow
 part: int8 calibration and XNNPACK lowering of every concept); each benchmark then times
@@ -20,11 +20,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from pocketgan.bench.config import BENCH_CONCEPT_MODES as MODES
+from pocketgan.runtime.targets import TARGET_SPECS
+
 ROUNDS = dict(rounds=20, warmup_rounds=3, iterations=1)
-MODES = ("separate", "merged")
 SIZE = 256
-EXPORTS = [("onnx", "fp32"), ("onnx", "int8"), ("executorch", "fp32"), ("executorch", "int8"),
-           ("coreml", "fp32"), ("coreml", "fp16"), ("coreml", "int8"), ("coreml", "palettize4")]
+# Every target at every precision it exports (runtime/targets.py): a new target joins the matrix.
+EXPORTS = [(name, precision) for name, spec in TARGET_SPECS.items() for precision in spec.precisions]
 # The exports are pocketgan bench's (same cache, same keys): a re-run after a change to one
 # backend's exporter re-exports that backend only.
 CACHE = Path(os.environ.get("BENCH_CACHE", "out/bench-cache"))
@@ -34,8 +36,9 @@ def _export(target: str, precision: str):
     """The default bundle exported to one (target, precision), both concept modes (cached)."""
     from pocketgan.bench.exports import export_bundle
 
-    return export_bundle(target, precision, SIZE, CACHE,
-                         progress=lambda m: print(f"  [{target} {precision}] {m}", file=sys.stderr))
+    return export_bundle(
+        target, precision, SIZE, CACHE, progress=lambda m: print(f"  [{target} {precision}] {m}", file=sys.stderr)
+    )
 
 
 def source_bytes() -> dict:
@@ -50,8 +53,8 @@ def source_bytes() -> dict:
 
 @pytest.fixture(scope="session")
 def photo_input():
+    from pocketgan.photos import load_rgb, sample_photo_paths
     from pocketgan.runtime.imaging import to_model_input
-    from pocketgan.training.photos import load_rgb, sample_photo_paths
 
     return to_model_input(load_rgb(sample_photo_paths()[0]), 256)[0]
 
@@ -65,13 +68,17 @@ def test_matrix(benchmark, threads, photo_input, target, precision, mode):
 
     export = _export(target, precision)
     out, manifest = export.path, export.manifest
-    entry = manifest["targets"][target]
-    concepts = [c["name"] for c in manifest["concepts"]]
+    entry = manifest.targets[target]
+    concepts = list(manifest.concept_names)
     benchmark.extra_info.update(
-        backend=target, precision=precision, concept_mode=mode, threads=threads, concepts=len(concepts),
+        backend=target,
+        precision=precision,
+        concept_mode=mode,
+        threads=threads,
+        concepts=len(concepts),
         bytes=export.artifact_bytes(mode),
         worst_psnr_db=export.worst_psnr_db(mode),
-        parity_threshold_db=entry["parity"]["threshold_db"],
+        parity_threshold_db=entry.parity.threshold_db if entry.parity else None,
         source=source_bytes(),
     )
     try:

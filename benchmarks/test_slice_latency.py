@@ -1,7 +1,7 @@
 """The vertical slice's claims: ORT (and ExecuTorch) vs PyTorch eager latency, hot-swap
 vs cold open.
 
-    make bench      # runs these and prints benchmarks/report.py's ratio table
+    make bench      # runs these, then `python -m pocketgan.bench.report slice` prints the ratio table
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-CONCEPT_ROUNDS = dict(rounds=50, warmup_rounds=3, iterations=1)
+from pocketgan.bench.config import BENCH_CONCEPT_MODES as MODES
 
 
 @pytest.mark.benchmark(group="generator-256-latency")
-@pytest.mark.parametrize("mode", ["separate", "merged"])
+@pytest.mark.parametrize("mode", MODES)
 def test_torch_eager(benchmark, threads, exported_bundle, model_input, mode):
     from pocketgan.bundle import load_bundle
 
@@ -26,7 +26,7 @@ def test_torch_eager(benchmark, threads, exported_bundle, model_input, mode):
 
 
 @pytest.mark.benchmark(group="generator-256-latency")
-@pytest.mark.parametrize("mode", ["separate", "merged"])
+@pytest.mark.parametrize("mode", MODES)
 def test_onnx_runtime(benchmark, threads, exported_bundle, model_input, mode):
     from pocketgan.runtime import Runtime
 
@@ -36,7 +36,7 @@ def test_onnx_runtime(benchmark, threads, exported_bundle, model_input, mode):
 
 
 @pytest.mark.benchmark(group="generator-256-latency")
-@pytest.mark.parametrize("mode", ["separate", "merged"])
+@pytest.mark.parametrize("mode", MODES)
 def test_executorch(benchmark, threads, exported_bundle, model_input, mode):
     from pocketgan.runtime import Runtime
 
@@ -50,7 +50,9 @@ def test_open_bundle_cold(benchmark, threads, exported_bundle):
     from pocketgan.runtime import Runtime
 
     benchmark.extra_info.update(backend="onnx", concept_mode="separate", threads=threads)
-    benchmark.pedantic(lambda: Runtime(exported_bundle, threads=threads, concept_mode="separate"), rounds=5, warmup_rounds=1)
+    benchmark.pedantic(
+        lambda: Runtime(exported_bundle, threads=threads, concept_mode="separate"), rounds=5, warmup_rounds=1
+    )
 
 
 @pytest.mark.benchmark(group="hot-swap")

@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 
 from helpers import CONCEPT_NAMES, REPO_ROOT
-from pocketgan.bench import BenchConfig
-from pocketgan.bench import measure
+from pocketgan.bench import BenchConfig, measure
 from pocketgan.bench.results import finalize, new_record, new_results, validate
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bench"
@@ -29,32 +28,37 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # --- config ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"backends": ("tensorrt",)}, "unknown"),
-    ({"backends": ()}, "at least one"),
-    ({"precisions": ("fp16",)}, "unknown"),
-    ({"concept_modes": ("both",)}, "unknown"),
-    ({"sizes": (250,)}, "multiples of 8"),
-    ({"sizes": ()}, "at least one size"),
-    ({"threads": 0}, "threads must be at least 1"),
-    ({"rounds": 0}, "rounds must be at least 1"),
-    ({"repeats": 0}, "repeats must be at least 1"),
-    ({"warmup": -1}, "warmup"),
-    ({"tolerance": 1.5}, "tolerance"),
-    ({"max_group_seconds": 0}, "max_group_seconds"),
-    ({"gemm_sizes": (8,)}, "gemm_sizes"),
-    ({"backends": ("eager",), "precisions": ("int8",)}, "fp32 only"),
-    ({"bundle": "/nonexistent/bundle"}, "not a bundle"),
-    ({"max_foreign_load": 0}, "max_foreign_load"),
-    ({"retries": -1}, "retries"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"backends": ("tensorrt",)}, "unknown"),
+        ({"backends": ()}, "at least one"),
+        ({"precisions": ("fp16",)}, "unknown"),
+        ({"concept_modes": ("both",)}, "unknown"),
+        ({"sizes": (250,)}, "multiples of 8"),
+        ({"sizes": ()}, "at least one size"),
+        ({"threads": 0}, "threads must be at least 1"),
+        ({"rounds": 0}, "rounds must be at least 1"),
+        ({"repeats": 0}, "repeats must be at least 1"),
+        ({"warmup": -1}, "warmup"),
+        ({"tolerance": 1.5}, "tolerance"),
+        ({"max_group_seconds": 0}, "max_group_seconds"),
+        ({"gemm_sizes": (8,)}, "gemm_sizes"),
+        ({"backends": ("eager",), "precisions": ("int8",)}, "fp32 only"),
+        ({"bundle": "/nonexistent/bundle"}, "not a bundle"),
+        ({"max_foreign_load": 0}, "max_foreign_load"),
+        ({"retries": -1}, "retries"),
+    ],
+)
 def test_config_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         BenchConfig(**kwargs)
 
 
 def test_config_normalizes_and_serializes(tmp_path):
-    c = BenchConfig(out=str(tmp_path), backends=["onnx", "onnx"], sizes=[256], precisions="fp32", rounds=3, min_rounds=10)
+    c = BenchConfig(
+        out=str(tmp_path), backends=["onnx", "onnx"], sizes=[256], precisions="fp32", rounds=3, min_rounds=10
+    )
     assert c.backends == ("onnx",) and c.sizes == (256,) and c.precisions == ("fp32",)
     assert c.min_rounds == 3 and c.cache_dir == tmp_path / "cache"
     d = c.to_dict()
@@ -121,8 +125,14 @@ def test_resident_memory_and_bytes(tmp_path):
 def test_runtime_runner_and_memory_child_without_torch(exported_bundle, model_inputs):
     from pocketgan.bench.runners import open_runner
 
-    spec = {"kind": "runtime", "bundle": str(exported_bundle), "backend": "onnx", "mode": "separate", "threads": 1,
-            "concept": CONCEPT_NAMES[1]}
+    spec = {
+        "kind": "runtime",
+        "bundle": str(exported_bundle),
+        "backend": "onnx",
+        "mode": "separate",
+        "threads": 1,
+        "concept": CONCEPT_NAMES[1],
+    }
     runner = open_runner(spec)
     x = next(iter(model_inputs.values()))
     assert runner.run(x).shape == x.shape and runner.concepts == CONCEPT_NAMES
@@ -198,16 +208,33 @@ def bench_results(tmp_path_factory, source_bundle, exported_bundle):
     """run_bench on the tiny bundle: ONNX (its export taken from the session fixture through the
     cache) and eager, a 4-channel one-block pix2pix peer, 2 rounds x 2 repeats."""
     from pocketgan.bench import run_bench
-    from pocketgan.bench.exports import cache_path
+    from pocketgan.bench.exports import ExportRequest, cache_path
 
     out = tmp_path_factory.mktemp("bench")
-    cached = cache_path("onnx", "fp32", 256, out / "cache", bundle=source_bundle)
+    cached = cache_path(ExportRequest("onnx", "fp32", 256, bundle=source_bundle), out / "cache")
     cached.parent.mkdir(parents=True)
     shutil.copytree(exported_bundle, cached)
-    config = BenchConfig(out=out, bundle=source_bundle, backends=("onnx", "eager"), precisions=("fp32",), sizes=(256,),
-                         threads=1, rounds=2, warmup=1, repeats=2, open_rounds=1, swap_rounds=20, peer_ngf=4,
-                         peer_blocks=1, gemm_sizes=(32,), memory=False, progress=False, command="pytest",
-                         quiet_timeout=0, retries=0)
+    config = BenchConfig(
+        out=out,
+        bundle=source_bundle,
+        backends=("onnx", "eager"),
+        precisions=("fp32",),
+        sizes=(256,),
+        threads=1,
+        rounds=2,
+        warmup=1,
+        repeats=2,
+        open_rounds=1,
+        swap_rounds=20,
+        peer_ngf=4,
+        peer_blocks=1,
+        gemm_sizes=(32,),
+        memory=False,
+        progress=False,
+        command="pytest",
+        quiet_timeout=0,
+        retries=0,
+    )
     return out, run_bench(config)
 
 
@@ -217,7 +244,9 @@ def test_run_bench_writes_schema_valid_results(bench_results):
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
     ids = {r["id"] for r in results["records"]}
     assert ids == {f"pocketgan/{b}/fp32/{m}/256" for b in ("onnx", "eager") for m in ("separate", "merged")} | {
-        "pix2pix/onnx/fp32/none/256", "pix2pix/eager/fp32/none/256"}
+        "pix2pix/onnx/fp32/none/256",
+        "pix2pix/eager/fp32/none/256",
+    }
     by_id = {r["id"]: r for r in results["records"]}
     ort = by_id["pocketgan/onnx/fp32/separate/256"]
     assert ort["status"] == "ok" and len(ort["latency_ms"]["repeat_medians"]) == 2 and ort["latency_ms"]["rounds"] == 4
@@ -228,7 +257,11 @@ def test_run_bench_writes_schema_valid_results(bench_results):
     assert by_id["pix2pix/onnx/fp32/none/256"]["set_concept_ms"] is None
     assert results["machine"]["threads"] == 1 and results["machine"]["versions"]["onnxruntime"]
     assert {c["id"].split("/")[0] for c in results["claims"]} == {
-        "latency-vs-pix2pix", "gemm-share", "set-concept-vs-open", "stability"}
+        "latency-vs-pix2pix",
+        "gemm-share",
+        "set-concept-vs-open",
+        "stability",
+    }
     assert results["stability"]["checked"] == 6
 
 
@@ -261,32 +294,99 @@ def test_schema_rejects_malformed_results(bench_results):
 
 def _lat(*medians: float) -> dict:
     m = min(medians)
-    return {"median": m, "iqr": m / 20, "q1": m * 0.97, "q3": m * 1.02, "mean": m, "min": m * 0.9, "max": m * 1.2,
-            "rounds": 20 * len(medians), "warmup": 3, "repeat_medians": list(medians),
-            "spread": measure.spread(medians), "stable": True}
+    return {
+        "median": m,
+        "iqr": m / 20,
+        "q1": m * 0.97,
+        "q3": m * 1.02,
+        "mean": m,
+        "min": m * 0.9,
+        "max": m * 1.2,
+        "rounds": 20 * len(medians),
+        "warmup": 3,
+        "repeat_medians": list(medians),
+        "spread": measure.spread(medians),
+        "stable": True,
+    }
 
 
 def _fixture_results(peer_ms: float = 300.0, unstable: bool = False) -> dict:
-    machine = {"cpu_model": "Test CPU", "logical_cpus": 2, "threads": 2, "os": "Linux", "versions": {"pocketgan": "0.1.0"},
-               "date": "2026-11-26T00:00:00+00:00"}
-    gemm = {"threads": 2, "fp32": {"peak_gops": 200.0, "samples": [{"impl": "numpy.matmul", "n": 1024, "seconds": 0.01, "gops": 200.0}],
-                                   "best": {"impl": "numpy.matmul", "n": 1024}},
-            "int8": {"peak_gops": 800.0, "samples": [{"impl": "onnxruntime MatMulInteger", "n": 1024, "seconds": 0.003, "gops": 800.0}],
-                     "best": {"impl": "onnxruntime MatMulInteger", "n": 1024}}}
+    machine = {
+        "cpu_model": "Test CPU",
+        "logical_cpus": 2,
+        "threads": 2,
+        "os": "Linux",
+        "versions": {"pocketgan": "0.1.0"},
+        "date": "2026-11-26T00:00:00+00:00",
+    }
+    gemm = {
+        "threads": 2,
+        "fp32": {
+            "peak_gops": 200.0,
+            "samples": [{"impl": "numpy.matmul", "n": 1024, "seconds": 0.01, "gops": 200.0}],
+            "best": {"impl": "numpy.matmul", "n": 1024},
+        },
+        "int8": {
+            "peak_gops": 800.0,
+            "samples": [{"impl": "onnxruntime MatMulInteger", "n": 1024, "seconds": 0.003, "gops": 800.0}],
+            "best": {"impl": "onnxruntime MatMulInteger", "n": 1024},
+        },
+    }
     flops = 4_400_000_000
     recs = []
-    for backend, precision, sep, mer in (("onnx", "fp32", 24.0, 21.0), ("onnx", "int8", 18.0, 13.0), ("eager", "fp32", 34.0, 28.0)):
+    for backend, precision, sep, mer in (
+        ("onnx", "fp32", 24.0, 21.0),
+        ("onnx", "int8", 18.0, 13.0),
+        ("eager", "fp32", 34.0, 28.0),
+    ):
         for mode, ms in (("separate", sep), ("merged", mer)):
-            medians = (ms, ms * (1.3 if unstable and backend == "onnx" and mode == "merged" and precision == "fp32" else 1.0))
-            recs.append(new_record("pocketgan", "pocketgan-small", backend, precision, mode, 256, latency_ms=_lat(*medians),
-                                   open_ms={"median": 30.0, "iqr": 1.0, "rounds": 5},
-                                   set_concept_ms={"median": 0.0007, "iqr": 0.0001, "rounds": 200},
-                                   flops=flops, artifact_bytes=2_500_000, peak_rss_bytes=80 * 2**20))
-        recs.append(new_record("pix2pix", "pix2pix-resnet9", backend, precision, "none", 256, latency_ms=_lat(peer_ms, peer_ms),
-                               open_ms={"median": 200.0, "iqr": 5.0, "rounds": 5}, flops=99_000_000_000,
-                               artifact_bytes=45_000_000, peak_rss_bytes=300 * 2**20))
-    recs.append(new_record("pocketgan", "pocketgan-small", "executorch", "int8", "separate", 256, status="failed",
-                           error="export failed: ParityError: 29.1 dB"))
+            medians = (
+                ms,
+                ms * (1.3 if unstable and backend == "onnx" and mode == "merged" and precision == "fp32" else 1.0),
+            )
+            recs.append(
+                new_record(
+                    "pocketgan",
+                    "pocketgan-small",
+                    backend,
+                    precision,
+                    mode,
+                    256,
+                    latency_ms=_lat(*medians),
+                    open_ms={"median": 30.0, "iqr": 1.0, "rounds": 5},
+                    set_concept_ms={"median": 0.0007, "iqr": 0.0001, "rounds": 200},
+                    flops=flops,
+                    artifact_bytes=2_500_000,
+                    peak_rss_bytes=80 * 2**20,
+                )
+            )
+        recs.append(
+            new_record(
+                "pix2pix",
+                "pix2pix-resnet9",
+                backend,
+                precision,
+                "none",
+                256,
+                latency_ms=_lat(peer_ms, peer_ms),
+                open_ms={"median": 200.0, "iqr": 5.0, "rounds": 5},
+                flops=99_000_000_000,
+                artifact_bytes=45_000_000,
+                peak_rss_bytes=300 * 2**20,
+            )
+        )
+    recs.append(
+        new_record(
+            "pocketgan",
+            "pocketgan-small",
+            "executorch",
+            "int8",
+            "separate",
+            256,
+            status="failed",
+            error="export failed: ParityError: 29.1 dB",
+        )
+    )
     results = new_results("host", machine, gemm=gemm, records=recs, repeats=2, command="pocketgan bench --size 256")
     return finalize(results)
 
@@ -300,7 +400,10 @@ def test_claims_and_ratios_from_fixture_results():
     share, expected = claims["gemm-share/fp32/256"], 4.4e9 / 0.021 / 1e9 / 200.0  # best backend: onnx merged
     assert share["value"] == pytest.approx(expected) and share["met"] is True
     assert claims["gemm-share/int8/256"]["value"] == pytest.approx(4.4e9 / 0.013 / 1e9 / 800.0)
-    assert claims["set-concept-vs-open/onnx"]["value"] == pytest.approx(0.0007 / 30.0) and claims["set-concept-vs-open/onnx"]["met"]
+    assert (
+        claims["set-concept-vs-open/onnx"]["value"] == pytest.approx(0.0007 / 30.0)
+        and claims["set-concept-vs-open/onnx"]["met"]
+    )
     assert claims["stability"]["met"] is True
     rec = next(r for r in results["records"] if r["id"] == "pocketgan/onnx/int8/merged/256")
     assert rec["ratios"]["vs_eager_latency"] == pytest.approx(13.0 / 28.0)  # int8 rows compare with eager fp32
@@ -337,12 +440,31 @@ def test_report_only_cli_rewrites_from_results_json(tmp_path):
 def test_bench_command_parses_the_documented_flags():
     import argparse
 
-    from pocketgan.bench import add_bench_command
+    from pocketgan.cli.bench import add_bench_command
 
     parser = argparse.ArgumentParser()
     add_bench_command(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench", "--backends", "onnx", "executorch", "eager", "--precision", "fp32", "int8",
-                              "--size", "256", "512", "--rounds", "7", "--threads", "2", "--out", "x"])
+    args = parser.parse_args(
+        [
+            "bench",
+            "--backends",
+            "onnx",
+            "executorch",
+            "eager",
+            "--precision",
+            "fp32",
+            "int8",
+            "--size",
+            "256",
+            "512",
+            "--rounds",
+            "7",
+            "--threads",
+            "2",
+            "--out",
+            "x",
+        ]
+    )
     assert args.backends == ["onnx", "executorch", "eager"] and args.precision == ["fp32", "int8"]
     assert args.size == [256, 512] and args.rounds == 7 and args.threads == 2 and args.out == Path("x")
     with pytest.raises(SystemExit):
@@ -365,14 +487,18 @@ IOS = FIXTURES / "ios"
 def test_executor_runner_log_parser():
     from pocketgan.bench.device import parse_executor_runner_log
 
-    p = parse_executor_runner_log((ANDROID / "pocketgan__executorch__fp32__separate__256__pencil_sketch__r1.log").read_text())
+    p = parse_executor_runner_log(
+        (ANDROID / "pocketgan__executorch__fp32__separate__256__pencil_sketch__r1.log").read_text()
+    )
     assert len(p["samples_ms"]) == p["executions"] == 21 and p["method"] == "pencil_sketch" and p["threads"] == 4
     assert p["load_ms"] == pytest.approx(32.2) and p["max_rss_bytes"] == 48312 * 1024
     assert p["total_ms"] == pytest.approx(sum(p["samples_ms"]), rel=1e-5)
     old = "I 00:00:00.3 executorch:executor_runner.cpp:201] Model executed successfully 10 time(s) in 95.000000 ms.\n"
     assert parse_executor_runner_log(old)["mean_ms"] == pytest.approx(9.5)
     with pytest.raises(ValueError, match="Missing operator"):
-        parse_executor_runner_log((ANDROID / "pocketgan__executorch__int8__separate__256__pencil_sketch__r1.log").read_text())
+        parse_executor_runner_log(
+            (ANDROID / "pocketgan__executorch__int8__separate__256__pencil_sketch__r1.log").read_text()
+        )
 
 
 def test_ort_perf_test_parser():
@@ -408,7 +534,9 @@ def test_android_results_from_fixture_logs(exported_bundle, tmp_path):
     onnx = {r["id"]: r for r in with_bundle["records"]}["pocketgan/onnx/fp32/separate/256"]
     assert onnx["artifact_bytes"] > 0 and onnx["parity_psnr_db"] > 35 and onnx["flops"] > 0
     assert main(["android", str(ANDROID), "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "latency.png").read_bytes()[:8] == PNG_MAGIC and "Pixel 8" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "latency.png").read_bytes()[:8] == PNG_MAGIC and "Pixel 8" in (
+        tmp_path / "results.md"
+    ).read_text()
 
 
 def test_ios_results_and_xctest_log(tmp_path):
@@ -418,7 +546,8 @@ def test_ios_results_and_xctest_log(tmp_path):
     assert [(m["test"], m["metric"]) for m in measured] == [
         ("testConceptSwitchPerformance", "Clock Monotonic Time, s"),
         ("testFunctionLatencyPerformance", "Clock Monotonic Time, s"),
-        ("testFunctionLatencyPerformance", "Memory Physical, kB")]
+        ("testFunctionLatencyPerformance", "Memory Physical, kB"),
+    ]
     assert len(measured[1]["values"]) == 10 and measured[1]["average"] == pytest.approx(0.002481)
     results = ios_results(IOS / "xcodebuild.log")  # finds pocketgan-bench-ios.json next to the log
     validate(results)
@@ -440,7 +569,8 @@ def test_android_script_end_to_end_with_a_fake_adb(exported_bundle, tmp_path):
     bin_dir.mkdir()
     perf_log = (ANDROID / "pocketgan__onnx__fp32__merged__256__cartoon__r1.log").read_text()
     (tmp_path / "perf.log").write_text(perf_log)
-    (bin_dir / "adb").write_text(textwrap.dedent(f"""\
+    (bin_dir / "adb").write_text(
+        textwrap.dedent(f"""\
         #!/usr/bin/env bash
         echo "$*" >> {tmp_path}/adb-calls.txt
         case "$*" in
@@ -451,18 +581,38 @@ def test_android_script_end_to_end_with_a_fake_adb(exported_bundle, tmp_path):
           *MemTotal*) echo "MemTotal:        7836504 kB" ;;
           *) ;;
         esac
-        """))
+        """)
+    )
     (bin_dir / "adb").chmod(0o755)
     runner = tmp_path / "onnxruntime_perf_test"
     runner.write_text("stub")
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": sys.executable}
     out = tmp_path / "logs"
-    proc = subprocess.run(["bash", str(script), "--bundle", str(exported_bundle), "--ort-perf", str(runner),
-                           "--out", str(out), "--repeats", "1", "--runs", "5"], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(script),
+            "--bundle",
+            str(exported_bundle),
+            "--ort-perf",
+            str(runner),
+            "--out",
+            str(out),
+            "--repeats",
+            "1",
+            "--runs",
+            "5",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = sorted(p.name for p in out.glob("*.log"))
-    assert names == sorted([f"pocketgan__onnx__fp32__separate__256__{CONCEPT_NAMES[0]}__r1.log"] +
-                           [f"pocketgan__onnx__fp32__merged__256__{c}__r1.log" for c in CONCEPT_NAMES])
+    assert names == sorted(
+        [f"pocketgan__onnx__fp32__separate__256__{CONCEPT_NAMES[0]}__r1.log"]
+        + [f"pocketgan__onnx__fp32__merged__256__{c}__r1.log" for c in CONCEPT_NAMES]
+    )
     results = json.loads((out / "results.json").read_text())
     validate(results)
     assert results["machine"]["device"] == "Google Pixel Stub" and results["machine"]["logical_cpus"] == 8

@@ -1,4 +1,5 @@
-"""``run_bench``: the typed entry point behind ``pocketgan bench``, and its CLI parser.
+"""``run_bench``: the typed entry point behind ``pocketgan bench`` (its flags are built from
+:class:`BenchConfig` in :mod:`pocketgan.cli.bench`).
 
 One run, on this machine:
 
@@ -17,14 +18,16 @@ One run, on this machine:
 
 from __future__ import annotations
 
-import argparse
+import functools
 import gc
-import shlex
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pocketgan.bench.config import BACKENDS, CONCEPT_MODES, DEFAULT_SIZES, INT8_BACKENDS, PRECISIONS, BenchConfig
+from pocketgan.bench.config import BACKENDS, BENCH_PRECISIONS, BenchConfig
+
+if TYPE_CHECKING:
+    from pocketgan.runtime.manifest_view import Manifest
 
 RESULTS_JSON, RESULTS_MD, CHART_PNG = "results.json", "results.md", "latency.png"
 
@@ -64,8 +67,8 @@ class Group:
 
 
 def _photo_input(size: int):
+    from pocketgan.photos import load_rgb, sample_photo_paths
     from pocketgan.runtime.imaging import to_model_input
-    from pocketgan.training.photos import load_rgb, sample_photo_paths
 
     return to_model_input(load_rgb(sample_photo_paths()[0]), size)[0]
 
@@ -99,75 +102,133 @@ def group_ids(config: BenchConfig) -> list[str]:
         modes = config.concept_modes if kind == "pocketgan" else ("none",)
         ids += [record_id(kind, backend, precision, mode, size) for mode in modes]
     if "eager" in config.backends:
-        ids += [record_id("pocketgan", "eager", "fp32", mode, size) for size in config.sizes for mode in config.concept_modes]
+        ids += [
+            record_id("pocketgan", "eager", "fp32", mode, size)
+            for size in config.sizes
+            for mode in config.concept_modes
+        ]
     return ids
+
+
+def _generator_groups(config: BenchConfig, src: Manifest, backend: str, precision: str, size: int, log) -> list[Group]:
+    """The generator's groups of one export (one per concept mode), the export made or cached."""
+    from pocketgan.bench.exports import export_bundle
+
+    name, concepts = f"pocketgan-{src.generator.size}", list(src.concept_names)
+    try:
+        exp = export_bundle(
+            backend,
+            precision,
+            size,
+            config.cache_dir,
+            bundle=config.bundle,
+            parity_threshold_db=config.parity_threshold_db,
+            progress=log,
+        )
+        error = None
+    except Exception as e:  # a failed export (parity gate, delegation) is a result, not a crash
+        exp, error = None, _error(e)
+        log(f"export pocketgan {backend} {precision} {size}² failed: {error}")
+    groups = []
+    for mode in config.concept_modes:
+        g = Group("pocketgan", name, backend, precision, mode, size, None, concepts[0], len(concepts))
+        if exp is None:
+            g.error = f"export failed: {error}"
+        else:
+            g.spec = {
+                "kind": "runtime",
+                "bundle": str(exp.path),
+                "backend": backend,
+                "mode": mode,
+                "threads": config.threads,
+                "concept": concepts[0],
+            }
+            g.artifact_bytes = exp.artifact_bytes(mode)
+            g.parity = exp.worst_psnr_db(mode)
+            # free-form sections, copied into the results as the manifest writes them
+            entry = exp.manifest.raw["targets"][backend]
+            if "delegation" in entry:
+                g.extra["delegation"] = entry["delegation"].get(mode)
+            if "calibration" in entry:
+                g.extra["calibration"] = entry["calibration"]
+        groups.append(g)
+    return groups
+
+
+def _peer_group(config: BenchConfig, backend: str, precision: str, size: int, log) -> Group:
+    """The pix2pix peer's group on one backend, its export made or cached."""
+    from pocketgan.bench.peers import export_peer, peer_name
+
+    peer = peer_name(config.peer_ngf, config.peer_blocks)
+    try:
+        art = export_peer(
+            backend, precision, size, config.cache_dir, ngf=config.peer_ngf, blocks=config.peer_blocks, progress=log
+        )
+    except Exception as e:
+        g = Group("pix2pix", peer, backend, precision, "none", size, None, error=f"export failed: {_error(e)}")
+        log(f"export {peer} {backend} {precision} {size}² failed: {g.error}")
+        return g
+    spec = art.spec(config.threads, config.peer_ngf, config.peer_blocks)
+    g = Group("pix2pix", peer, backend, precision, "none", size, spec, None, None, art.bytes)
+    g.extra = {k: v for k, v in art.info.items() if k in ("delegation", "calibration", "format")}
+    g.notes.append("random (seeded) weights: latency and size do not depend on the values")
+    return g
+
+
+def _eager_groups(config: BenchConfig, src: Manifest) -> list[Group]:
+    """PyTorch eager on the source bundle: a group per size and concept mode."""
+    from pocketgan.bench.exports import source_bytes
+
+    name, concepts = f"pocketgan-{src.generator.size}", list(src.concept_names)
+    sb = source_bytes(src)
+    eager_bytes = {"separate": sb["base"] + sum(sb["concepts"].values()), "merged": sb["base"] * len(concepts)}
+    groups = []
+    for size in config.sizes:
+        for mode in config.concept_modes:
+            spec = {
+                "kind": "eager-bundle",
+                "bundle": str(config.bundle) if config.bundle else None,
+                "mode": mode,
+                "threads": config.threads,
+                "concept": concepts[0],
+            }
+            g = Group(
+                "pocketgan",
+                name,
+                "eager",
+                "fp32",
+                mode,
+                size,
+                spec,
+                concepts[0],
+                len(concepts),
+                eager_bytes[mode] if sb["concepts"] else None,
+            )
+            g.notes.append("bytes: the source bundle's fp32 safetensors (merged: one base per concept)")
+            groups.append(g)
+    return groups
 
 
 def plan_groups(config: BenchConfig, log=None, bar=None) -> list[Group]:
     """Every measurement group, its exports made (or taken from the cache)."""
-    log = log or (lambda message: None)
-    from pocketgan.bench.exports import export_bundle, source_bytes, source_manifest
-    from pocketgan.bench.peers import export_peer, peer_name
+    from pocketgan.bench.exports import source_manifest
 
+    log = log or (lambda message: None)
     src = source_manifest(config.bundle)
-    gen_name = f"pocketgan-{src['generator']['size']}"
-    concept_names = [c["name"] for c in src["concepts"]]
-    first = concept_names[0]
-    peer = peer_name(config.peer_ngf, config.peer_blocks)
     groups: list[Group] = []
     for kind, backend, precision, size in _export_tasks(config):
         if kind == "pocketgan":
-            try:
-                exp = export_bundle(backend, precision, size, config.cache_dir, bundle=config.bundle,
-                                    parity_threshold_db=config.parity_threshold_db, progress=log)
-                error = None
-            except Exception as e:  # a failed export (parity gate, delegation) is a result, not a crash
-                exp, error = None, _error(e)
-                log(f"export pocketgan {backend} {precision} {size}² failed: {error}")
-            for mode in config.concept_modes:
-                g = Group("pocketgan", gen_name, backend, precision, mode, size, None, first, len(concept_names))
-                if exp is None:
-                    g.error = f"export failed: {error}"
-                else:
-                    g.spec = {"kind": "runtime", "bundle": str(exp.path), "backend": backend, "mode": mode,
-                              "threads": config.threads, "concept": first}
-                    g.artifact_bytes = exp.artifact_bytes(mode)
-                    g.parity = exp.worst_psnr_db(mode)
-                    entry = exp.manifest["targets"][backend]
-                    if "delegation" in entry:
-                        g.extra["delegation"] = entry["delegation"].get(mode)
-                    if "calibration" in entry:
-                        g.extra["calibration"] = entry["calibration"]
-                groups.append(g)
+            groups += _generator_groups(config, src, backend, precision, size, log)
         else:
-            try:
-                art = export_peer(backend, precision, size, config.cache_dir, ngf=config.peer_ngf,
-                                  blocks=config.peer_blocks, progress=log)
-                g = Group("pix2pix", peer, backend, precision, "none", size,
-                           art.spec(config.threads, config.peer_ngf, config.peer_blocks), None, None, art.bytes)
-                g.extra = {k: v for k, v in art.info.items() if k in ("delegation", "calibration", "format")}
-                g.notes.append("random (seeded) weights: latency and size do not depend on the values")
-            except Exception as e:
-                g = Group("pix2pix", peer, backend, precision, "none", size, None, error=f"export failed: {_error(e)}")
-                log(f"export {peer} {backend} {precision} {size}² failed: {g.error}")
-            groups.append(g)
+            groups.append(_peer_group(config, backend, precision, size, log))
         if bar is not None:
             bar.update()
     if "eager" in config.backends:
-        sb = source_bytes(src)
-        eager_bytes = {"separate": sb["base"] + sum(sb["concepts"].values()),
-                       "merged": sb["base"] * len(concept_names)}
-        for size in config.sizes:
-            for mode in config.concept_modes:
-                g = Group("pocketgan", gen_name, "eager", "fp32", mode, size,
-                           {"kind": "eager-bundle", "bundle": str(config.bundle) if config.bundle else None, "mode": mode,
-                            "threads": config.threads, "concept": first}, first, len(concept_names),
-                           eager_bytes[mode] if sb["concepts"] else None)
-                g.notes.append("bytes: the source bundle's fp32 safetensors (merged: one base per concept)")
-                groups.append(g)
+        groups += _eager_groups(config, src)
     order = {"pocketgan": 0, "pix2pix": 1}
-    groups.sort(key=lambda g: (g.size, BACKENDS.index(g.backend), PRECISIONS.index(g.precision), order[g.model],
-                               g.mode))
+    groups.sort(
+        key=lambda g: (g.size, BACKENDS.index(g.backend), BENCH_PRECISIONS.index(g.precision), order[g.model], g.mode)
+    )
     return groups
 
 
@@ -186,12 +247,14 @@ def _measure_pass(config: BenchConfig, groups: list[Group], repeat: int, inputs:
         if g.spec is None or (g.error and repeat > 0):
             bar.update()
             continue
-        bar.set_postfix_str(f"pass {repeat + 1}/{config.repeats}: {g.model} {g.backend} {g.precision} {g.mode} {g.size}²")
+        bar.set_postfix_str(
+            f"pass {repeat + 1}/{config.repeats}: {g.model} {g.backend} {g.precision} {g.mode} {g.size}²"
+        )
         runner = None
         try:
             runner = open_runner(g.spec)  # the first open reads the files: the timed opens find them cached
             if repeat == 0:
-                g.open_stats = time_open(lambda: open_runner(g.spec), rounds=config.open_rounds, warmup=0)
+                g.open_stats = time_open(functools.partial(open_runner, g.spec), rounds=config.open_rounds, warmup=0)
                 if len(runner.concepts) > 1:
                     g.swap_stats = time_set_concept(runner.set_concept, runner.concepts, rounds=config.swap_rounds)
                     runner.set_concept(g.concept)
@@ -200,8 +263,13 @@ def _measure_pass(config: BenchConfig, groups: list[Group], repeat: int, inputs:
                 if config.quiet_timeout:
                     wait_until_quiet(config.max_foreign_load, config.quiet_timeout)
                 before = cpu_snapshot()
-                samples = time_calls(lambda: runner.run(x), rounds=config.rounds, warmup=config.warmup,
-                                     max_seconds=config.max_group_seconds, min_rounds=config.min_rounds)
+                samples = time_calls(
+                    functools.partial(runner.run, x),
+                    rounds=config.rounds,
+                    warmup=config.warmup,
+                    max_seconds=config.max_group_seconds,
+                    min_rounds=config.min_rounds,
+                )
                 load = foreign_load(before, cpu_snapshot())
                 if load is None or load <= config.max_foreign_load or attempt == config.retries:
                     break
@@ -248,17 +316,31 @@ def _records(config: BenchConfig, groups: list[Group]) -> tuple[list[dict], dict
             flops = pix2pix_flops(g.size, config.peer_ngf, config.peer_blocks)
         info = models.setdefault(g.model_name, {"family": g.model, "parameters": None, "flops": {}})
         info["flops"].setdefault(str(g.size), {})[g.mode] = flops
-        rec = new_record(g.model, g.model_name, g.backend, g.precision, g.mode, g.size,
-                         concept=g.concept, concepts=g.concepts, artifact_bytes=g.artifact_bytes,
-                         parity_psnr_db=g.parity, flops=flops, extra=dict(g.extra), notes=list(g.notes))
+        rec = new_record(
+            g.model,
+            g.model_name,
+            g.backend,
+            g.precision,
+            g.mode,
+            g.size,
+            concept=g.concept,
+            concepts=g.concepts,
+            artifact_bytes=g.artifact_bytes,
+            parity_psnr_db=g.parity,
+            flops=flops,
+            extra=dict(g.extra),
+            notes=list(g.notes),
+        )
         if g.samples and all(g.samples):
             rec["latency_ms"] = latency_entry(g.samples, config.warmup, config.tolerance)
             if any(f is not None for f in g.foreign):
                 rec["latency_ms"]["foreign_load"] = g.foreign
                 busy = [f for f in g.foreign if f is not None and f > config.max_foreign_load]
                 if busy:
-                    rec["notes"].append(f"other processes used up to {max(busy):.0%} of the CPUs while this group "
-                                        f"was timed (after {config.retries} retries)")
+                    rec["notes"].append(
+                        f"other processes used up to {max(busy):.0%} of the CPUs while this group "
+                        f"was timed (after {config.retries} retries)"
+                    )
             if g.retried:
                 rec["notes"].append(f"timed again {g.retried} time(s): other processes were busy")
         if g.open_stats is not None:
@@ -280,9 +362,9 @@ def _model_parameters(config: BenchConfig, models: dict) -> None:
     from pocketgan.bench.exports import source_manifest
     from pocketgan.bench.peers import build_peer
 
-    for name, info in models.items():
+    for info in models.values():
         if info["family"] == "pocketgan":
-            info["parameters"] = source_manifest(config.bundle)["generator"]["parameters"]
+            info["parameters"] = source_manifest(config.bundle).generator.parameters
         else:
             info["parameters"] = sum(p.numel() for p in build_peer(config.peer_ngf, config.peer_blocks).parameters())
 
@@ -293,22 +375,25 @@ def run_bench(config: BenchConfig) -> dict:
     import torch
     from tqdm import tqdm
 
+    from pocketgan._quiet import quiet_library_logs, start_executorch_threadpool
     from pocketgan.atomic import atomic_write_json
     from pocketgan.bench.gemm import gemm_peak
     from pocketgan.bench.report import write_report
     from pocketgan.bench.results import finalize, machine_info, new_results, validate
 
-    import logging
-
     torch.set_num_threads(config.threads)
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # one warning per missing optional op library
+    quiet_library_logs()  # e.g. the ONNX exporter's one line per torchvision operator it skips
+    if "executorch" in config.backends:
+        start_executorch_threadpool()
     config.out.mkdir(parents=True, exist_ok=True)
     tasks = _export_tasks(config)
     eager_groups = len(config.sizes) * len(config.concept_modes) if "eager" in config.backends else 0
     per_pass = sum(len(config.concept_modes) if k == "pocketgan" else 1 for k, *_ in tasks) + eager_groups
     total = len(tasks) + per_pass * config.repeats + (per_pass if config.memory else 0) + int(config.gemm) + 1
-    with tqdm(total=total, desc="pocketgan bench", disable=not config.progress, file=sys.stderr,
-              dynamic_ncols=True) as bar:
+    with tqdm(
+        total=total, desc="pocketgan bench", disable=not config.progress, file=sys.stderr, dynamic_ncols=True
+    ) as bar:
+
         def log(message: str) -> None:
             if config.progress:
                 bar.write(message, file=sys.stderr)
@@ -334,87 +419,20 @@ def run_bench(config: BenchConfig) -> dict:
             machine["load_average"] = [round(x, 2) for x in os.getloadavg()]
         except OSError:
             pass
-        results = new_results("host", machine, command=config.command, config=config.to_dict(), gemm=gemm,
-                              models=models, records=records, tolerance=config.tolerance, repeats=config.repeats)
+        results = new_results(
+            "host",
+            machine,
+            command=config.command,
+            config=config.to_dict(),
+            gemm=gemm,
+            models=models,
+            records=records,
+            tolerance=config.tolerance,
+            repeats=config.repeats,
+        )
         finalize(results)
         validate(results)
         atomic_write_json(config.out / RESULTS_JSON, results)
         write_report(results, config.out)
         bar.update()
     return results
-
-
-# --- command line -------------------------------------------------------------------------
-
-
-def add_bench_command(sub) -> None:
-    """Register ``pocketgan bench`` on an ``argparse`` subparsers object."""
-    defaults = BenchConfig()
-    s = sub.add_parser("bench", help="latency, cold open, set_concept, memory, size and GEMM share vs pix2pix and eager",
-                       description="Benchmark the generator against the pix2pix ResNet-9 peer and PyTorch eager on "
-                                   "every backend x precision x concept mode x size; write results.json (schema: "
-                                   "pocketgan/bench/schema.json), results.md and latency.png into --out.")
-    s.add_argument("--backends", nargs="+", choices=list(BACKENDS), default=list(defaults.backends),
-                   help="backends (default: all)")
-    s.add_argument("--precision", nargs="+", choices=list(PRECISIONS), default=list(defaults.precisions),
-                   help=f"precisions (default: all; int8 on {', '.join(INT8_BACKENDS)} only)")
-    s.add_argument("--size", nargs="+", type=int, default=list(DEFAULT_SIZES), help="square input sides (default 256 512)")
-    s.add_argument("--modes", nargs="+", choices=list(CONCEPT_MODES), default=list(CONCEPT_MODES),
-                   help="concept modes (default: both)")
-    s.add_argument("--rounds", type=int, default=defaults.rounds, help=f"timed runs per group and pass (default {defaults.rounds})")
-    s.add_argument("--warmup", type=int, default=defaults.warmup, help=f"untimed runs first (default {defaults.warmup})")
-    s.add_argument("--repeats", type=int, default=defaults.repeats,
-                   help=f"passes over all groups; medians must agree within --tolerance (default {defaults.repeats})")
-    s.add_argument("--tolerance", type=float, default=defaults.tolerance, help="stability tolerance (default 0.10)")
-    s.add_argument("--threads", type=int, default=defaults.threads, help=f"threads of every backend (default {defaults.threads})")
-    s.add_argument("--max-group-seconds", type=float, default=defaults.max_group_seconds,
-                   help=f"cap on one group's timed runs per pass (default {defaults.max_group_seconds:g})")
-    s.add_argument("--max-foreign-load", type=float, default=defaults.max_foreign_load,
-                   help="time a group again when other processes used more than this share of the CPUs (default 0.10)")
-    s.add_argument("--retries", type=int, default=defaults.retries, help=f"how often (default {defaults.retries})")
-    s.add_argument("--quiet-timeout", type=float, default=defaults.quiet_timeout,
-                   help=f"seconds to wait for a quiet machine before each group (default {defaults.quiet_timeout:g}; 0: don't)")
-    s.add_argument("--out", type=Path, default=defaults.out, help=f"output directory (default {defaults.out})")
-    s.add_argument("--bundle", type=Path, help="source bundle (default: the embedded one)")
-    s.add_argument("--cache", type=Path, help="export cache (default: OUT/cache)")
-    s.add_argument("--no-peers", dest="peers", action="store_false", help="skip the pix2pix peer")
-    s.add_argument("--no-gemm", dest="gemm", action="store_false", help="skip the GEMM micro-benchmark")
-    s.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory subprocesses")
-    s.add_argument("--report-only", action="store_true",
-                   help="rewrite results.md and latency.png from OUT/results.json (host or device results), measure nothing")
-    s.add_argument("--no-progress", dest="progress", action="store_false")
-    s.set_defaults(func=cmd_bench)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    import json
-    import logging
-    import warnings
-
-    if args.report_only:
-        from pocketgan.bench.report import write_report
-        from pocketgan.bench.results import finalize, validate
-
-        results = json.loads((Path(args.out) / RESULTS_JSON).read_text())
-        validate(results)
-        finalize(results)  # recompute the derived fields (documents written by the apps leave them empty)
-        write_report(results, Path(args.out))
-        print(f"wrote {Path(args.out) / RESULTS_MD}, {Path(args.out) / CHART_PNG}", file=sys.stderr)
-        return 0
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    for category in (UserWarning, FutureWarning, DeprecationWarning):
-        warnings.filterwarnings("ignore", category=category)
-    config = BenchConfig(
-        out=args.out, backends=tuple(args.backends), precisions=tuple(args.precision), sizes=tuple(args.size),
-        concept_modes=tuple(args.modes), threads=args.threads, rounds=args.rounds, warmup=args.warmup,
-        repeats=args.repeats, tolerance=args.tolerance, max_group_seconds=args.max_group_seconds, bundle=args.bundle,
-        max_foreign_load=args.max_foreign_load, retries=args.retries, quiet_timeout=args.quiet_timeout,
-        cache=args.cache, peers=args.peers, gemm=args.gemm, memory=args.memory, progress=args.progress,
-        command="pocketgan bench " + shlex.join(sys.argv[2:] if len(sys.argv) > 1 and sys.argv[1] == "bench" else sys.argv[1:]),
-    )
-    results = run_bench(config)
-    from pocketgan.bench.report import claims_table
-
-    print(claims_table(results))
-    print(f"\nwrote {config.out / RESULTS_JSON}, {config.out / RESULTS_MD}, {config.out / CHART_PNG}", file=sys.stderr)
-    return 0

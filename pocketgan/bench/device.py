@@ -26,7 +26,6 @@ Both write ``results.json``, ``results.md`` and ``latency.png`` into ``--out``
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import statistics
@@ -47,7 +46,9 @@ _NUM = r"([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)"
 
 def parse_time_v(text: str) -> int | None:
     """Peak resident memory in bytes from toybox / GNU ``time -v`` output (None if absent)."""
-    m = re.search(r"Max RSS \(KiB\):\s*(\d+)", text) or re.search(r"Maximum resident set size \(kbytes\):\s*(\d+)", text)
+    m = re.search(r"Max RSS \(KiB\):\s*(\d+)", text) or re.search(
+        r"Maximum resident set size \(kbytes\):\s*(\d+)", text
+    )
     return int(m.group(1)) * 1024 if m else None
 
 
@@ -61,8 +62,9 @@ def parse_executor_runner_log(text: str) -> dict:
     total = re.search(r"Model executed successfully (\d+) time\(s\) in " + _NUM + r"\s*ms", text)
     if total is None and not iterations:
         error = re.search(r"^E .*?\] (.*)$", text, re.M)
-        raise ValueError(f"executor_runner log has no successful execution"
-                         + (f": {error.group(1).strip()}" if error else ""))
+        raise ValueError(
+            "executor_runner log has no successful execution" + (f": {error.group(1).strip()}" if error else "")
+        )
     load = re.search(r"Model loaded in " + _NUM + r"\s*ms", text)
     method = re.search(r"Using method (\S+)", text)
     threads = re.search(r"num threads = (\d+)", text)
@@ -82,6 +84,7 @@ def parse_executor_runner_log(text: str) -> dict:
 def parse_ort_perf_test(text: str) -> dict:
     """``onnxruntime_perf_test`` output: session creation, first/average inference,
     percentiles (seconds in the tool's output, milliseconds here) and peak working set."""
+
     def find(pattern: str, scale: float = 1.0) -> float | None:
         m = re.search(pattern + r"\s*" + _NUM, text)
         return float(m.group(1)) * scale if m else None
@@ -105,8 +108,11 @@ def parse_ort_perf_test(text: str) -> dict:
 
 
 _MEASURED = re.compile(
-    r"Test Case '-\[(?P<cls>[\w.]+) (?P<test>\w+)\]' measured \[(?P<metric>[^\]]+)\] average: " + _NUM
-    + r", relative standard deviation: " + _NUM + r"%, values: \[(?P<values>[^\]]*)\]"
+    r"Test Case '-\[(?P<cls>[\w.]+) (?P<test>\w+)\]' measured \[(?P<metric>[^\]]+)\] average: "
+    + _NUM
+    + r", relative standard deviation: "
+    + _NUM
+    + r"%, values: \[(?P<values>[^\]]*)\]"
 )
 
 
@@ -116,8 +122,16 @@ def parse_xctest_log(text: str) -> list[dict]:
     out = []
     for m in _MEASURED.finditer(text):
         values = [float(v) for v in m.group("values").split(",") if v.strip()]
-        out.append({"class": m.group("cls"), "test": m.group("test"), "metric": m.group("metric"),
-                    "average": float(m.group(4)), "rsd_percent": float(m.group(5)), "values": values})
+        out.append(
+            {
+                "class": m.group("cls"),
+                "test": m.group("test"),
+                "metric": m.group("metric"),
+                "average": float(m.group(4)),
+                "rsd_percent": float(m.group(5)),
+                "values": values,
+            }
+        )
     return out
 
 
@@ -158,14 +172,30 @@ def _latency(by_repeat: list[dict], tolerance: float) -> tuple[dict, list[str]]:
         ort = [p for p in by_repeat if p.get("p50_ms") is not None]
         mins = [p["min_ms"] for p in ort if p.get("min_ms") is not None]
         maxs = [p["max_ms"] for p in ort if p.get("max_ms") is not None]
-        entry = {"median": statistics.median(medians), "iqr": None, "q1": None, "q3": None,
-                 "mean": sum(p["average_ms"] for p in ort) / len(ort), "min": min(mins) if mins else None,
-                 "max": max(maxs) if maxs else None, "rounds": sum(p.get("runs") or 1 for p in ort), "warmup": 1}
+        entry = {
+            "median": statistics.median(medians),
+            "iqr": None,
+            "q1": None,
+            "q3": None,
+            "mean": sum(p["average_ms"] for p in ort) / len(ort),
+            "min": min(mins) if mins else None,
+            "max": max(maxs) if maxs else None,
+            "rounds": sum(p.get("runs") or 1 for p in ort),
+            "warmup": 1,
+        }
         notes.append("onnxruntime_perf_test: median = P50 (median of the repeats' P50); it prints no quartiles")
     else:
-        entry = {"median": sum(medians) / len(medians), "iqr": None, "q1": None, "q3": None,
-                 "mean": sum(medians) / len(medians), "min": min(medians), "max": max(medians),
-                 "rounds": sum(p.get("executions") or 1 for p in by_repeat), "warmup": 0}
+        entry = {
+            "median": sum(medians) / len(medians),
+            "iqr": None,
+            "q1": None,
+            "q3": None,
+            "mean": sum(medians) / len(medians),
+            "min": min(medians),
+            "max": max(medians),
+            "rounds": sum(p.get("executions") or 1 for p in by_repeat),
+            "warmup": 0,
+        }
         notes.append("executor_runner printed only its total: median = mean per run")
     sp = spread(medians)
     entry.update(repeat_medians=medians, spread=sp, stable=sp <= tolerance)
@@ -175,24 +205,28 @@ def _latency(by_repeat: list[dict], tolerance: float) -> tuple[dict, list[str]]:
 def _bundle_info(bundles: list[Path]) -> dict:
     """(backend, precision, size) -> {"concepts": [...], "bytes": {mode: n}, "psnr": {mode: db}, "flops": n}"""
     from pocketgan.bench.exports import artifact_bytes
-    from pocketgan.runtime.manifest import load_manifest
+    from pocketgan.runtime.manifest import read_manifest
 
     out = {}
     for b in bundles:
-        m = load_manifest(Path(b))
-        size = m["io"]["input"]["shape"][-1]
-        for target, entry in m["targets"].items():
-            modes = ("separate", "merged") if entry["concept_mode"] == "both" else (entry["concept_mode"],)
-            info = out.setdefault((target, entry["precision"], size), {
-                "concepts": [c["name"] for c in m["concepts"]], "bytes": {}, "psnr": {},
-                "flops": 2 * m["generator"]["macs"],  # counted at the export's size (LoRA branches excluded)
-                "model_name": f"pocketgan-{m['generator']['size']}"})
-            for mode in modes:
+        m = read_manifest(Path(b))
+        for target, entry in m.targets.items():
+            info = out.setdefault(
+                (target, entry.precision, m.input_size),
+                {
+                    "concepts": list(m.concept_names),
+                    "bytes": {},
+                    "psnr": {},
+                    "flops": 2 * m.generator.macs,  # counted at the export's size (LoRA branches excluded)
+                    "model_name": f"pocketgan-{m.generator.size}",
+                },
+            )
+            for mode in entry.runnable_modes:
                 try:
                     info["bytes"][mode] = artifact_bytes(target, entry, m, mode)
                 except KeyError:
                     pass
-                scores = entry["parity"]["psnr_db"].get(mode, {})
+                scores = entry.parity.psnr_db.get(mode, {}) if entry.parity else {}
                 if scores:
                     info["psnr"][mode] = min(scores.values())
     return out
@@ -207,17 +241,9 @@ def _peer_flops(size: int) -> int | None:
         return None
 
 
-def android_results(log_dir: Path, bundles: list[Path] = (), *, tolerance: float = 0.10) -> dict:
-    """A results document from the Android harness's log folder (see the module docstring)."""
-    log_dir = Path(log_dir)
-    info = parse_device_info((log_dir / "device.txt").read_text()) if (log_dir / "device.txt").is_file() else {}
-    files = {}
-    if (log_dir / "files.tsv").is_file():
-        for line in (log_dir / "files.tsv").read_text().splitlines():
-            path, _, size = line.rpartition("\t")
-            if path and size.strip().isdigit():
-                files[path] = int(size)
-    meta = _bundle_info(list(bundles))
+def _android_logs(log_dir: Path) -> tuple[dict[tuple, dict], dict[tuple, list[str]]]:
+    """The parsed run logs of a harness folder: ({(model, backend, precision, mode, size):
+    {concept: {repeat: parsed}}}, {same key: [unparsable log messages]})."""
     groups: dict[tuple, dict] = {}
     errors: dict[tuple, list[str]] = {}
     for log in sorted(log_dir.glob("*.log")):
@@ -232,69 +258,114 @@ def android_results(log_dir: Path, bundles: list[Path] = (), *, tolerance: float
             errors.setdefault(key, []).append(f"{log.name}: {e}")
             continue
         groups.setdefault(key, {}).setdefault(m["concept"], {})[int(m["repeat"])] = parsed
-    records = []
-    threads = None
-    for key in sorted(set(groups) | set(errors)):
-        model, backend, precision, mode, size = key
-        concepts = groups.get(key, {})
-        bundle = meta.get((backend, precision, size), {})
-        order = [c for c in bundle.get("concepts", []) if c in concepts] or sorted(concepts)
-        name = bundle.get("model_name", "pocketgan") if model == "pocketgan" else "pix2pix-resnet9"
-        rec = new_record(model, name, backend, precision, mode, size)
-        rec["notes"].append("measured on the device by device_harness/android (command-line runners)")
-        if not order:
-            rec.update(status="failed", error="; ".join(errors.get(key, ["no log"])))
-            records.append(rec)
-            continue
-        primary = order[0] if model == "pocketgan" else "-"
-        runs = [concepts[primary][r] for r in sorted(concepts[primary])]
-        rec["latency_ms"], notes = _latency(runs, tolerance)
-        rec["notes"] += notes
-        rec["concept"] = primary if model == "pocketgan" else None
-        rec["concepts"] = len(bundle.get("concepts", [])) or (len(order) if model == "pocketgan" else None)
-        opens = [p.get("load_ms") if backend == "executorch" else p.get("session_creation_ms")
-                 for c in concepts.values() for p in c.values()]
-        opens = [o for o in opens if o is not None]
-        if opens:
-            rec["open_ms"] = _stats_from_samples(opens)
-            rec["notes"].append("cold open: " + ("executor_runner's program + method load (one method)" if backend == "executorch"
-                                                 else "onnxruntime_perf_test's session creation"))
-        rss = [p.get("max_rss_bytes") or p.get("peak_working_set_bytes") for c in concepts.values() for p in c.values()]
-        rss = [r for r in rss if r]
-        rec["peak_rss_bytes"] = max(rss) if rss else None
-        threads = threads or next((p.get("threads") for c in concepts.values() for p in c.values() if p.get("threads")), None)
-        if model == "pocketgan":
-            rec["artifact_bytes"] = bundle.get("bytes", {}).get(mode)
-            rec["parity_psnr_db"] = bundle.get("psnr", {}).get(mode)
-            rec["flops"] = bundle.get("flops")
-            rec["extra"]["per_concept_median_ms"] = {
-                c: _latency([concepts[c][r] for r in sorted(concepts[c])], tolerance)[0]["median"] for c in order}
-            rec["notes"].append("set_concept: not measurable with command-line runners (one method per process); "
-                                "the iOS harness and the runtime measure it")
-        else:
-            ext = "pte" if backend == "executorch" else "onnx"
-            rec["artifact_bytes"] = next((n for p, n in files.items()
-                                          if Path(p).name == f"pix2pix-{backend}-{precision}-{size}.{ext}"), None)
-            rec["flops"] = _peer_flops(size)
-        if errors.get(key):
-            rec["notes"] += errors[key]
-        records.append(rec)
-    machine = {
+    return groups, errors
+
+
+def _android_record(
+    key: tuple, concepts: dict, errors: list[str], bundle: dict, files: dict[str, int], tolerance: float
+) -> dict:
+    """One results record from the runs of one group (``concepts``: {concept: {repeat: parsed}})."""
+    model, backend, precision, mode, size = key
+    order = [c for c in bundle.get("concepts", []) if c in concepts] or sorted(concepts)
+    name = bundle.get("model_name", "pocketgan") if model == "pocketgan" else "pix2pix-resnet9"
+    rec = new_record(model, name, backend, precision, mode, size)
+    rec["notes"].append("measured on the device by device_harness/android (command-line runners)")
+    if not order:
+        rec.update(status="failed", error="; ".join(errors or ["no log"]))
+        return rec
+    primary = order[0] if model == "pocketgan" else "-"
+    rec["latency_ms"], notes = _latency([concepts[primary][r] for r in sorted(concepts[primary])], tolerance)
+    rec["notes"] += notes
+    rec["concept"] = primary if model == "pocketgan" else None
+    rec["concepts"] = len(bundle.get("concepts", [])) or (len(order) if model == "pocketgan" else None)
+    runs = [p for c in concepts.values() for p in c.values()]
+    opens = [p.get("load_ms") if backend == "executorch" else p.get("session_creation_ms") for p in runs]
+    opens = [o for o in opens if o is not None]
+    if opens:
+        rec["open_ms"] = _stats_from_samples(opens)
+        what = (
+            "executor_runner's program + method load (one method)"
+            if backend == "executorch"
+            else "onnxruntime_perf_test's session creation"
+        )
+        rec["notes"].append("cold open: " + what)
+    rss = [r for r in (p.get("max_rss_bytes") or p.get("peak_working_set_bytes") for p in runs) if r]
+    rec["peak_rss_bytes"] = max(rss) if rss else None
+    if model == "pocketgan":
+        rec["artifact_bytes"] = bundle.get("bytes", {}).get(mode)
+        rec["parity_psnr_db"] = bundle.get("psnr", {}).get(mode)
+        rec["flops"] = bundle.get("flops")
+        rec["extra"]["per_concept_median_ms"] = {
+            c: _latency([concepts[c][r] for r in sorted(concepts[c])], tolerance)[0]["median"] for c in order
+        }
+        rec["notes"].append(
+            "set_concept: not measurable with command-line runners (one method per process); "
+            "the iOS harness and the runtime measure it"
+        )
+    else:
+        ext = "pte" if backend == "executorch" else "onnx"
+        rec["artifact_bytes"] = next(
+            (n for p, n in files.items() if Path(p).name == f"pix2pix-{backend}-{precision}-{size}.{ext}"), None
+        )
+        rec["flops"] = _peer_flops(size)
+    rec["notes"] += errors
+    return rec
+
+
+_ARM_FLAGS = ("asimd", "asimddp", "i8mm", "sve", "sme", "bf16")
+
+
+def _android_machine(info: dict, threads: int | None) -> dict:
+    """The results' machine entry from ``device.txt``'s fields."""
+    return {
         "cpu_model": info.get("soc") or info.get("hardware") or info.get("cpu") or "unknown",
-        "cpu_flags": [f for f in info.get("cpu_features", "").split() if f in ("asimd", "asimddp", "i8mm", "sve", "sme", "bf16")],
+        "cpu_flags": [f for f in info.get("cpu_features", "").split() if f in _ARM_FLAGS],
         "logical_cpus": int(info["cores"]) if info.get("cores", "").isdigit() else None,
-        "usable_cpus": None, "threads": int(info["threads"]) if info.get("threads", "").isdigit() else threads,
+        "usable_cpus": None,
+        "threads": int(info["threads"]) if info.get("threads", "").isdigit() else threads,
         "memory_bytes": int(info["mem_kib"]) * 1024 if info.get("mem_kib", "").isdigit() else None,
         "os": f"Android {info.get('android', '?')} (API {info.get('sdk', '?')})",
         "device": " ".join(v for v in (info.get("manufacturer"), info.get("model")) if v) or None,
         "python": None,
         "versions": {k: info.get(k) for k in ("executorch", "onnxruntime", "pocketgan") if info.get(k)},
-        "date": info.get("date", ""), "load_average": None,
+        "date": info.get("date", ""),
+        "load_average": None,
     }
+
+
+def android_results(log_dir: Path, bundles: list[Path] = (), *, tolerance: float = 0.10) -> dict:
+    """A results document from the Android harness's log folder (see the module docstring)."""
+    log_dir = Path(log_dir)
+    info = parse_device_info((log_dir / "device.txt").read_text()) if (log_dir / "device.txt").is_file() else {}
+    files = {}
+    if (log_dir / "files.tsv").is_file():
+        for line in (log_dir / "files.tsv").read_text().splitlines():
+            path, _, size = line.rpartition("\t")
+            if path and size.strip().isdigit():
+                files[path] = int(size)
+    meta = _bundle_info(list(bundles))
+    groups, errors = _android_logs(log_dir)
+    records = [
+        _android_record(
+            key, groups.get(key, {}), errors.get(key, []), meta.get((key[1], key[2], key[4]), {}), files, tolerance
+        )
+        for key in sorted(set(groups) | set(errors))
+    ]
+    threads = next(
+        (p["threads"] for key in sorted(groups) for c in groups[key].values() for p in c.values() if p.get("threads")),
+        None,
+    )
     repeats = max((len(r) for c in groups.values() for r in c.values()), default=1)
-    results = new_results("android", machine, command=info.get("command"), config={"harness": "device_harness/android", **{
-        k: info[k] for k in ("runs", "threads", "repeats") if k in info}}, records=records, tolerance=tolerance,
-        repeats=repeats)
+    config = {"harness": "device_harness/android", **{k: info[k] for k in ("runs", "threads", "repeats") if k in info}}
+    results = new_results(
+        "android",
+        _android_machine(info, threads),
+        command=info.get("command"),
+        config=config,
+        records=records,
+        tolerance=tolerance,
+        repeats=repeats,
+    )
     finalize(results)
     validate(results)
     return results
@@ -315,7 +386,9 @@ def ios_results(path: Path, *, tolerance: float | None = None) -> dict:
     if path.is_dir():
         found = sorted(path.rglob(IOS_JSON)) or sorted(p for p in path.rglob("*.json") if _is_results(p))
         if not found:
-            raise FileNotFoundError(f"no {IOS_JSON} in {path} (export the .xcresult attachments first, see docs/device-benchmarks.md)")
+            raise FileNotFoundError(
+                f"no {IOS_JSON} in {path} (export the .xcresult attachments first, see docs/device-benchmarks.md)"
+            )
         doc = json.loads(found[0].read_text())
         logs = sorted(path.rglob("*.log"))
         log_text = logs[0].read_text(errors="replace") if logs else None
@@ -356,33 +429,11 @@ def _is_results(p: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pocketgan.atomic import atomic_write_json
-    from pocketgan.bench.report import write_report
+    """``python -m pocketgan.bench.device android|ios ...`` (the parser: :mod:`pocketgan.cli.bench`)."""
+    from pocketgan.cli import run
+    from pocketgan.cli.bench import device_parser
 
-    ap = argparse.ArgumentParser(prog="python -m pocketgan.bench.device", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="platform", required=True)
-    a = sub.add_parser("android", help="logs of device_harness/android/run_android_bench.sh")
-    a.add_argument("logs", type=Path)
-    a.add_argument("--bundle", type=Path, action="append", default=[],
-                   help="an exported bundle that was pushed (sizes, parity, FLOPs); repeat for fp32 and int8")
-    a.add_argument("--out", type=Path)
-    a.add_argument("--tolerance", type=float, default=0.10)
-    i = sub.add_parser("ios", help="the iOS XCTest's JSON, exported .xcresult attachments, or an xcodebuild log")
-    i.add_argument("result", type=Path)
-    i.add_argument("--out", type=Path)
-    args = ap.parse_args(argv)
-    if args.platform == "android":
-        results = android_results(args.logs, args.bundle, tolerance=args.tolerance)
-        out = args.out or args.logs
-    else:
-        results = ios_results(args.result)
-        out = args.out or (args.result if args.result.is_dir() else args.result.parent)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "results.json", results)
-    md, png = write_report(results, out)
-    print(f"wrote {out / 'results.json'}, {md}, {png}")
-    return 0
+    return run(device_parser(__doc__).parse_args(argv), prog="python -m pocketgan.bench.device")
 
 
 if __name__ == "__main__":

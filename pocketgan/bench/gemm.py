@@ -35,7 +35,6 @@ def _median_seconds(fn: Callable[[], object], min_time: float, min_calls: int = 
 
 
 def _ort_session(op: str, n: int, threads: int):
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -49,8 +48,10 @@ def _ort_session(op: str, n: int, threads: int):
         b = rng.integers(-128, 128, (n, n), dtype=np.int8)
         a_type, out_type = TensorProto.UINT8, TensorProto.INT32
     graph = helper.make_graph(
-        [helper.make_node(op, ["A", "B"], ["Y"])], "gemm",
-        [helper.make_tensor_value_info("A", a_type, [n, n])], [helper.make_tensor_value_info("Y", out_type, [n, n])],
+        [helper.make_node(op, ["A", "B"], ["Y"])],
+        "gemm",
+        [helper.make_tensor_value_info("A", a_type, [n, n])],
+        [helper.make_tensor_value_info("Y", out_type, [n, n])],
         [numpy_helper.from_array(b, "B")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
@@ -123,14 +124,24 @@ def _threads(threads: int):
             torch.set_num_threads(before)
 
 
-def gemm_peak(threads: int, sizes: Sequence[int] = (256, 512, 1024, 2048), *, min_time: float = 0.3,
-              precisions: Sequence[str] = ("fp32", "int8"), progress: Callable[[str], None] | None = None) -> dict:
+def gemm_peak(
+    threads: int,
+    sizes: Sequence[int] = (256, 512, 1024, 2048),
+    *,
+    min_time: float = 0.3,
+    precisions: Sequence[str] = ("fp32", "int8"),
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Measure GEMM throughput; return the results schema's ``gemm`` object:
 
     ``{"threads", "fp32": {"peak_gops", "best": {impl, n}, "samples": [{impl, n, seconds, gops}]}, "int8": {...}}``
     (``gops`` is GFLOP/s for fp32 and GOP/s for int8: 2·n³ operations per call).
     """
-    out: dict = {"threads": threads, "sizes": list(sizes), "method": "median of repeated square GEMMs, best over sizes and libraries"}
+    out: dict = {
+        "threads": threads,
+        "sizes": list(sizes),
+        "method": "median of repeated square GEMMs, best over sizes and libraries",
+    }
     with _threads(threads):
         for precision in precisions:
             samples = []
@@ -140,7 +151,7 @@ def gemm_peak(threads: int, sizes: Sequence[int] = (256, 512, 1024, 2048), *, mi
                     if progress:
                         progress(f"GEMM {precision} {name} {n}³")
                     seconds = _median_seconds(fn, min_time)
-                    samples.append({"impl": name, "n": n, "seconds": seconds, "gops": 2 * n ** 3 / seconds / 1e9})
+                    samples.append({"impl": name, "n": n, "seconds": seconds, "gops": 2 * n**3 / seconds / 1e9})
             best = max(samples, key=lambda s: s["gops"]) if samples else None
             out[precision] = {
                 "peak_gops": best["gops"] if best else None,

@@ -1,8 +1,8 @@
 """Measurement primitives: latency with warm-up and rounds, cold open, ``set_concept``,
 peak resident memory in a fresh subprocess, artifact bytes, stability of repeats.
 
-Everything here is what both ``pocketgan bench`` and the pytest-benchmark suites in
-``benchmarks/`` time with; nothing here imports torch (the ONNX Runtime memory child
+Everything here is what ``pocketgan bench``, ``pocketgan demo``'s latency table and the
+pytest-benchmark suites in ``benchmarks/`` time with; nothing here imports torch (the ONNX Runtime memory child
 must stay torch-free to measure what an app embedding ``pocketgan.runtime`` pays).
 
 The memory child:
@@ -57,8 +57,9 @@ def summarize(samples_ms: Sequence[float]) -> Stats:
     return Stats(statistics.median(xs), q3 - q1, q1, q3, statistics.fmean(xs), xs[0], xs[-1], len(xs))
 
 
-def time_calls(fn: Callable[[], object], *, rounds: int, warmup: int = 0, max_seconds: float | None = None,
-               min_rounds: int = 1) -> list[float]:
+def time_calls(
+    fn: Callable[[], object], *, rounds: int, warmup: int = 0, max_seconds: float | None = None, min_rounds: int = 1
+) -> list[float]:
     """Milliseconds of each of up to ``rounds`` calls of ``fn`` after ``warmup`` untimed calls.
 
     With ``max_seconds``, stops early once that much time was spent timing and at least
@@ -79,6 +80,12 @@ def time_calls(fn: Callable[[], object], *, rounds: int, warmup: int = 0, max_se
     return samples
 
 
+def median_ms(fn: Callable[[], object], *, rounds: int, warmup: int = 2) -> float:
+    """Median milliseconds of ``rounds`` calls of ``fn`` after ``warmup`` untimed ones
+    (``pocketgan demo``'s latency table)."""
+    return summarize(time_calls(fn, rounds=rounds, warmup=warmup)).median
+
+
 def time_open(open_fn: Callable[[], object], *, rounds: int, warmup: int = 1) -> Stats:
     """Cold open: construct (and drop) what ``open_fn`` returns, ``rounds`` times.
 
@@ -86,6 +93,7 @@ def time_open(open_fn: Callable[[], object], *, rounds: int, warmup: int = 1) ->
     checksum verified and the sessions / methods created from scratch; the OS file
     cache is warm (the first, warm-up open reads the files from disk).
     """
+
     def once():
         obj = open_fn()
         close = getattr(obj, "close", None)
@@ -179,14 +187,12 @@ def foreign_load(before: CpuSnapshot | None, after: CpuSnapshot | None) -> float
 def wait_until_quiet(threshold: float, timeout: float, probe: float = 1.0) -> float | None:
     """Wait (up to ``timeout`` seconds) until other processes use at most ``threshold`` of
     the machine over a ``probe``-second window; return the last window's foreign load."""
-    import time as _time
-
-    deadline = _time.monotonic() + timeout
+    deadline = time.monotonic() + timeout
     while True:
         before = cpu_snapshot()
-        _time.sleep(probe)
+        time.sleep(probe)
         load = foreign_load(before, cpu_snapshot())
-        if load is None or load <= threshold or _time.monotonic() >= deadline:
+        if load is None or load <= threshold or time.monotonic() >= deadline:
             return load
 
 
@@ -229,8 +235,13 @@ def measure_memory(spec: dict, size: int, runs: int = 3, timeout: float = 600.0)
     payload = json.dumps({"spec": spec, "size": size, "runs": runs})
     env = dict(os.environ)
     env.setdefault("PYTHONWARNINGS", "ignore")
-    proc = subprocess.run([sys.executable, "-m", "pocketgan.bench.measure", payload], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pocketgan.bench.measure", payload],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
@@ -252,8 +263,12 @@ def _child(payload: dict) -> dict:
     open_ms = (time.perf_counter() - t0) * 1e3
     for _ in range(runs):
         runner.run(x)
-    return {"baseline_rss_bytes": baseline, "peak_rss_bytes": peak_rss_bytes(), "open_ms": open_ms,
-            "torch_imported": "torch" in sys.modules}
+    return {
+        "baseline_rss_bytes": baseline,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "open_ms": open_ms,
+        "torch_imported": "torch" in sys.modules,
+    }
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 precision handling as the generator.
 
 - **ONNX**: ``torch.onnx`` (dynamo, opset 18, optimised) exactly as the generator's
-  export (``pocketgan.export.onnx_target._export_onnx``); int8 with the same static QDQ
-  quantizer (``quantize_int8``: int8 per-channel weights, uint8 activations, percentile
-  calibration, the same nodes left float), calibrated on the same photos
-  (``pocketgan.export.calibration.calibration_set``).
-- **ExecuTorch**: ``torch.export`` -> XNNPACK partitioner -> ``.pte``, int8 with the
-  same PT2E ``XNNPACKQuantizer`` recipe (``quantize_pt2e``). pix2pix's
+  export (``pocketgan.export.onnx_target.export_onnx_model``); int8 with the same static
+  QDQ quantizer (``pocketgan.export.onnx_quantize.quantize_int8``: int8 per-channel
+  weights, uint8 activations, percentile calibration, the same nodes left float),
+  calibrated on the same photos (``pocketgan.export.calibration.calibration_set``).
+- **ExecuTorch**: ``torch.export`` -> XNNPACK partitioner -> ``.pte``
+  (``pocketgan.export.executorch_target.export_executorch_program``), int8 with the
+  same PT2E ``XNNPACKQuantizer`` recipe. pix2pix's
   ``ReflectionPad2d`` and ``InstanceNorm2d`` have no XNNPACK kernel: they run on
   ExecuTorch's portable kernels, which is what shipping this network through ExecuTorch
   costs; the delegation summary is recorded with the artifact.
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -38,8 +38,12 @@ from pocketgan.atomic import atomic_write_bytes, atomic_write_json
 from pocketgan.bench.results import meminfo_bytes, versions
 
 PEER_NAME = "pix2pix-resnet9"
-PEER_PRECISIONS = {"onnx": ("fp32", "int8"), "executorch": ("fp32", "int8"), "eager": ("fp32",),
-                   "coreml": ("fp16", "fp32", "int8", "palettize4")}
+PEER_PRECISIONS = {
+    "onnx": ("fp32", "int8"),
+    "executorch": ("fp32", "int8"),
+    "eager": ("fp32",),
+    "coreml": ("fp16", "fp32", "int8", "palettize4"),
+}
 EXTENSIONS = {"onnx": "onnx", "executorch": "pte", "eager": "safetensors", "coreml": "mlpackage"}
 INPUT_NAME, OUTPUT_NAME = "image", "edited"
 SEED = 0
@@ -78,11 +82,19 @@ def peer_name(ngf: int, blocks: int) -> str:
     return PEER_NAME if (ngf, blocks) == (64, 9) else f"pix2pix-resnet{blocks}-ngf{ngf}"
 
 
-# The exporter code a cached artifact of each backend depends on (besides the model and
-# LoRA definitions): changing one of these files re-exports that backend only.
-_EXPORTER_FILES = {"onnx": ("onnx_target.py",), "executorch": ("executorch_target.py",),
-                   "coreml": ("coreml_target.py",), "eager": ()}
-_SHARED_EXPORT_FILES = ("api.py", "calibration.py", "parity.py", "golden.py")
+# Backends whose exporter code lives in ``export/<backend>_*.py`` (the rest of export/ is
+# shared by all of them); the eager peer has none.
+_EXPORTER_BACKENDS = ("onnx", "executorch", "coreml")
+
+
+def _export_files(export_dir: Path, backend: str) -> list[Path]:
+    """The export/ files ``backend``'s artifacts depend on: its own (``<backend>_*.py``)
+    and the shared ones (every file that belongs to no backend), sorted by name."""
+
+    def owner(f: Path) -> str | None:
+        return next((b for b in _EXPORTER_BACKENDS if f.name.startswith(f"{b}_")), None)
+
+    return [f for f in sorted(export_dir.glob("*.py")) if owner(f) in (None, backend)]
 
 
 def exporter_fingerprint(backend: str) -> str:
@@ -92,8 +104,7 @@ def exporter_fingerprint(backend: str) -> str:
     import pocketgan.export
 
     root = Path(pocketgan.__file__).parent
-    export_dir = Path(pocketgan.export.__file__).parent
-    files = [export_dir / f for f in (*_SHARED_EXPORT_FILES, *_EXPORTER_FILES[backend])]
+    files = _export_files(Path(pocketgan.export.__file__).parent, backend)
     for package in ("models", "concepts", "bundle"):
         files += sorted((root / package).glob("*.py"))
     h = hashlib.sha256()
@@ -104,20 +115,41 @@ def exporter_fingerprint(backend: str) -> str:
 
 def cache_key(*, backend: str, **settings) -> str:
     """Hash of the settings, the toolchain versions and :func:`exporter_fingerprint`."""
-    blob = json.dumps({**settings, "backend": backend, "versions": versions(),
-                       "exporter": exporter_fingerprint(backend)}, sort_keys=True)
+    blob = json.dumps(
+        {**settings, "backend": backend, "versions": versions(), "exporter": exporter_fingerprint(backend)},
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def export_peer(backend: str, precision: str, size: int, cache: Path, *, ngf: int = 64, blocks: int = 9,
-                progress: Callable[[str], None] | None = None) -> PeerArtifact:
+def export_peer(
+    backend: str,
+    precision: str,
+    size: int,
+    cache: Path,
+    *,
+    ngf: int = 64,
+    blocks: int = 9,
+    progress: Callable[[str], None] | None = None,
+) -> PeerArtifact:
     """The peer as ``backend`` at ``precision`` and ``size``², from the cache or exported now."""
     if precision not in PEER_PRECISIONS.get(backend, ()):
-        raise ValueError(f"the {backend} peer has precisions {list(PEER_PRECISIONS.get(backend, ()))}, not {precision!r}")
+        raise ValueError(
+            f"the {backend} peer has precisions {list(PEER_PRECISIONS.get(backend, ()))}, not {precision!r}"
+        )
     step = progress or (lambda m: None)
-    key = cache_key(model="pix2pix", backend=backend, precision=precision, size=size, ngf=ngf, blocks=blocks, seed=SEED,
-                    calibration_budget=(ORT_CALIBRATION_BUDGET_BYTES, PEER_CALIBRATION_MARGIN)
-                    if (backend, precision) == ("onnx", "int8") else None)
+    key = cache_key(
+        model="pix2pix",
+        backend=backend,
+        precision=precision,
+        size=size,
+        ngf=ngf,
+        blocks=blocks,
+        seed=SEED,
+        calibration_budget=(ORT_CALIBRATION_BUDGET_BYTES, PEER_CALIBRATION_MARGIN)
+        if (backend, precision) == ("onnx", "int8")
+        else None,
+    )
     folder = Path(cache) / f"pix2pix-{backend}-{precision}-{size}-{key}"
     path, info_path = folder / f"model.{EXTENSIONS[backend]}", folder / "info.json"
     if path.exists() and info_path.is_file():
@@ -204,8 +236,9 @@ def intermediate_bytes(model, size: int) -> int:
     return _Count.total
 
 
-def calibration_subset(inputs: list, per_input_bytes: int, *, feeds_per_input: int = 1, minimum: int = 1,
-                       budget: int | None = None) -> list:
+def calibration_subset(
+    inputs: list, per_input_bytes: int, *, feeds_per_input: int = 1, minimum: int = 1, budget: int | None = None
+) -> list:
     """An evenly spaced subset of ``inputs`` whose calibration fits ``budget`` (default
     ``ORT_CALIBRATION_BUDGET_BYTES``, or 85% of the memory available now if that is less)."""
     if budget is None:
@@ -227,19 +260,23 @@ def _calibration(size: int, model=None) -> tuple[list, dict]:
         per_input = intermediate_bytes(model, size)
         inputs = calibration_subset(cal.inputs, int(per_input * PEER_CALIBRATION_MARGIN), minimum=2)
         if len(inputs) < len(cal.inputs):
-            entry = {**entry, "photos": len(inputs),
-                     "note": f"{len(inputs)} of the {len(cal.inputs)} calibration inputs (evenly spaced): ONNX Runtime's "
-                             f"calibrator holds every intermediate tensor of every input, about "
-                             f"{per_input / 2**30:.2f} GiB each here"}
+            entry = {
+                **entry,
+                "photos": len(inputs),
+                "note": f"{len(inputs)} of the {len(cal.inputs)} calibration inputs (evenly spaced): ONNX Runtime's "
+                f"calibrator holds every intermediate tensor of every input, about "
+                f"{per_input / 2**30:.2f} GiB each here",
+            }
     return inputs, entry
 
 
 def _onnx_bytes(model, precision: str, size: int) -> tuple[bytes, dict]:
     import torch
 
-    from pocketgan.export.onnx_target import OPSET, _export_onnx, quantize_int8
+    from pocketgan.export.onnx_quantize import quantize_int8
+    from pocketgan.export.onnx_target import OPSET, export_onnx_model
 
-    proto = _export_onnx(model, (torch.zeros(1, 3, size, size),), [INPUT_NAME])
+    proto = export_onnx_model(model, (torch.zeros(1, 3, size, size),), [INPUT_NAME])
     info: dict = {"format": f"ONNX opset {OPSET} (torch.onnx dynamo, optimised)"}
     if precision == "int8":
         inputs, info["calibration"] = _calibration(size, model)
@@ -251,23 +288,17 @@ def _onnx_bytes(model, precision: str, size: int) -> tuple[bytes, dict]:
 def _pte_bytes(model, precision: str, size: int) -> tuple[bytes, dict]:
     import torch
 
-    from pocketgan.export.executorch_target import _executorch, _export, delegation_summary, quantize_pt2e
+    from pocketgan.export.executorch_target import export_executorch_program
 
-    XnnpackPartitioner, _, to_edge_transform_and_lower = _executorch()
-    example = (torch.zeros(1, 3, size, size),)
     info: dict = {"format": "ExecuTorch .pte, XNNPACK partitioner"}
+    inputs = None
     if precision == "int8":
         inputs, info["calibration"] = _calibration(size)
-        program = quantize_pt2e(model, example, inputs)
         info["format"] += "; PT2E int8 (XNNPACKQuantizer, same recipe as the generator)"
-    else:
-        program = _export(model, example)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-        summary = delegation_summary(edge.exported_program().graph_module)
-        pte = edge.to_executorch().buffer
-    info["delegation"] = {k: v for k, v in summary.items() if not k.startswith("_")}
+    # pix2pix's reflection padding and instance norm have no XNNPACK kernel: record, don't fail
+    pte, info["delegation"] = export_executorch_program(
+        model, (torch.zeros(1, 3, size, size),), precision=precision, calibration=inputs, require_delegation=False
+    )
     return pte, info
 
 

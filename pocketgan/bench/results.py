@@ -16,6 +16,9 @@ import platform
 import sys
 from importlib import resources
 
+from pocketgan.bench.config import BACKEND_ORDER, BACKEND_TITLES, EAGER, GENERATOR, PEER, PEER_MODE, RECORD_MODES
+from pocketgan.runtime.targets import PRECISIONS
+
 SCHEMA_NAME = "pocketgan-bench"
 SCHEMA_VERSION = 1
 # The issue's claims (docs/benchmarks.md): limits and directions.
@@ -23,10 +26,24 @@ PEER_LATENCY_LIMIT = 0.25  # pocketgan latency / pix2pix latency, same backend +
 GEMM_SHARE_LIMIT = 0.40  # best backend's share of the measured GEMM peak
 SWAP_LIMIT = 0.01  # set_concept / cold open, every backend
 DEFAULT_TOLERANCE = 0.10  # repeated medians within 10%
-BACKEND_TITLES = {"onnx": "ONNX Runtime", "executorch": "ExecuTorch XNNPACK", "eager": "PyTorch eager",
-                  "coreml": "Core ML"}
-_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
-          "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm", "sve", "sme")
+_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "sve",
+    "sme",
+)
 
 
 def load_schema() -> dict:
@@ -44,15 +61,36 @@ def record_id(model: str, backend: str, precision: str, concept_mode: str, size:
     return f"{model}/{backend}/{precision}/{concept_mode}/{size}"
 
 
-def new_record(model: str, model_name: str, backend: str, precision: str, concept_mode: str, size: int, **fields) -> dict:
+def new_record(
+    model: str, model_name: str, backend: str, precision: str, concept_mode: str, size: int, **fields
+) -> dict:
     """A record with every schema field present (``None`` where not measured)."""
     rec = {
         "id": record_id(model, backend, precision, concept_mode, size),
-        "model": model, "model_name": model_name, "backend": backend, "precision": precision,
-        "concept_mode": concept_mode, "size": size, "concept": None, "concepts": None, "status": "ok", "error": None,
-        "latency_ms": None, "open_ms": None, "open_fresh_process_ms": None, "set_concept_ms": None,
-        "peak_rss_bytes": None, "baseline_rss_bytes": None, "artifact_bytes": None, "parity_psnr_db": None,
-        "flops": None, "achieved_gops": None, "gemm_peak_share": None, "ratios": {}, "extra": {}, "notes": [],
+        "model": model,
+        "model_name": model_name,
+        "backend": backend,
+        "precision": precision,
+        "concept_mode": concept_mode,
+        "size": size,
+        "concept": None,
+        "concepts": None,
+        "status": "ok",
+        "error": None,
+        "latency_ms": None,
+        "open_ms": None,
+        "open_fresh_process_ms": None,
+        "set_concept_ms": None,
+        "peak_rss_bytes": None,
+        "baseline_rss_bytes": None,
+        "artifact_bytes": None,
+        "parity_psnr_db": None,
+        "flops": None,
+        "achieved_gops": None,
+        "gemm_peak_share": None,
+        "ratios": {},
+        "extra": {},
+        "notes": [],
     }
     unknown = set(fields) - set(rec)
     if unknown:
@@ -68,8 +106,13 @@ def latency_entry(samples_by_repeat: list[list[float]], warmup: int, tolerance: 
     pooled = [s for rep in samples_by_repeat for s in rep]
     medians = [summarize(rep).median for rep in samples_by_repeat if rep]
     sp = spread(medians)
-    return {**summarize(pooled).to_dict(), "warmup": warmup, "repeat_medians": medians, "spread": sp,
-            "stable": sp <= tolerance}
+    return {
+        **summarize(pooled).to_dict(),
+        "warmup": warmup,
+        "repeat_medians": medians,
+        "spread": sp,
+        "stable": sp <= tolerance,
+    }
 
 
 # --- machine ------------------------------------------------------------------------------
@@ -94,8 +137,9 @@ def _cpu_model() -> tuple[str, list[str]]:
         import subprocess
 
         try:
-            model = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
-                                   timeout=5).stdout.strip()
+            model = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             pass
     return model or platform.processor() or platform.machine(), flags
@@ -140,21 +184,44 @@ def machine_info(threads: int | None) -> dict:
     except OSError:
         load = None
     return {
-        "cpu_model": model, "cpu_flags": flags, "logical_cpus": os.cpu_count(), "usable_cpus": usable,
-        "threads": threads, "memory_bytes": meminfo_bytes("MemTotal"), "os": platform.platform(), "device": None,
-        "python": platform.python_version(), "versions": versions(),
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "load_average": load,
+        "cpu_model": model,
+        "cpu_flags": flags,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "threads": threads,
+        "memory_bytes": meminfo_bytes("MemTotal"),
+        "os": platform.platform(),
+        "device": None,
+        "python": platform.python_version(),
+        "versions": versions(),
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "load_average": load,
     }
 
 
-def new_results(source: str, machine: dict, *, command: str | None = None, config: dict | None = None,
-                gemm: dict | None = None, models: dict | None = None, records: list | None = None,
-                tolerance: float = DEFAULT_TOLERANCE, repeats: int = 1) -> dict:
+def new_results(
+    source: str,
+    machine: dict,
+    *,
+    command: str | None = None,
+    config: dict | None = None,
+    gemm: dict | None = None,
+    models: dict | None = None,
+    records: list | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    repeats: int = 1,
+) -> dict:
     return {
-        "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION,
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
         "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": command, "source": source, "machine": machine, "config": config or {}, "gemm": gemm,
-        "models": models or {}, "records": list(records or []),
+        "command": command,
+        "source": source,
+        "machine": machine,
+        "config": config or {},
+        "gemm": gemm,
+        "models": models or {},
+        "records": list(records or []),
         "stability": {"tolerance": tolerance, "repeats": repeats, "checked": 0, "unstable": []},
         "claims": [],
     }
@@ -185,12 +252,12 @@ def finalize(results: dict) -> dict:
     by_key = {(r["model"], r["backend"], r["precision"], r["concept_mode"], r["size"]): r for r in records}
 
     def peer(rec):
-        return by_key.get(("pix2pix", rec["backend"], rec["precision"], "none", rec["size"]))
+        return by_key.get((PEER, rec["backend"], rec["precision"], PEER_MODE, rec["size"]))
 
     for rec in records:
         lat = _median(rec["latency_ms"])
-        p = peer(rec) if rec["model"] == "pocketgan" else None
-        eager = by_key.get((rec["model"], "eager", "fp32", rec["concept_mode"], rec["size"]))
+        p = peer(rec) if rec["model"] == GENERATOR else None
+        eager = by_key.get((rec["model"], EAGER, "fp32", rec["concept_mode"], rec["size"]))
         ratios = {
             "vs_pix2pix_latency": _ratio(lat, _median(p["latency_ms"])) if p else None,
             "vs_eager_latency": _ratio(lat, _median(eager["latency_ms"])) if eager and eager is not rec else None,
@@ -201,7 +268,8 @@ def finalize(results: dict) -> dict:
         rec["ratios"] = ratios
         if rec["flops"] and lat:
             rec["achieved_gops"] = rec["flops"] / (lat / 1e3) / 1e9
-            rec["gemm_peak_share"] = _ratio(rec["achieved_gops"], gemm_peak_for(results.get("gemm"), rec["precision"]))
+            peak = gemm_peak_for(results.get("gemm"), rec["precision"])
+            rec["gemm_peak_share"] = _ratio(rec["achieved_gops"], peak)
         else:
             rec["achieved_gops"] = rec["gemm_peak_share"] = None
     tol = results["stability"]["tolerance"]
@@ -209,7 +277,8 @@ def finalize(results: dict) -> dict:
     for r in measured:
         r["latency_ms"]["stable"] = r["latency_ms"]["spread"] <= tol
     checked = [r for r in measured if len(r["latency_ms"]["repeat_medians"]) >= 2]
-    results["stability"].update(checked=len(checked), unstable=[r["id"] for r in checked if not r["latency_ms"]["stable"]])
+    unstable = [r["id"] for r in checked if not r["latency_ms"]["stable"]]
+    results["stability"].update(checked=len(checked), unstable=unstable)
     results["claims"] = claims(results)
     return results
 
@@ -219,67 +288,111 @@ def _claim(cid: str, label: str, value: float | None, limit: float, op: str, det
     return {"id": cid, "label": label, "value": value, "limit": limit, "op": op, "met": met, "detail": detail}
 
 
+def _group_claims(records: list[dict], fields: tuple[str, ...], value, make) -> list[dict]:
+    """One claim per group of ``records`` with the same ``fields`` (those whose ``value(r)`` is
+    not None), in table order: ``make(group key, the group's record of largest value)`` (the
+    worst ratio, or the best share)."""
+    groups: dict[tuple, list] = {}
+    for r in records:
+        if value(r) is not None:
+            groups.setdefault(tuple(r[f] for f in fields), []).append(r)
+    ordered = sorted(groups.items(), key=lambda kv: _order(dict(zip(fields, kv[0]))))
+    return [make(key, max(rs, key=value)) for key, rs in ordered]
+
+
+def _peer_ratio(r: dict) -> float | None:
+    return r["ratios"].get("vs_pix2pix_latency")
+
+
+def _gemm_share(r: dict) -> float | None:
+    return r["gemm_peak_share"]
+
+
+def _swap_ratio(r: dict) -> float | None:
+    return r["ratios"].get("set_concept_vs_open")
+
+
+def _latency_claim(key: tuple, worst: dict) -> dict:
+    """Latency vs pix2pix, same backend + precision + size; the worst concept mode binds."""
+    backend, precision, size = key
+    title = f"{BACKEND_TITLES.get(backend, backend)} {precision} {size}²: pocketgan / pix2pix latency"
+    detail = f"worst concept mode: {worst['concept_mode']}"
+    cid = f"latency-vs-pix2pix/{backend}/{precision}/{size}"
+    return _claim(cid, title, _peer_ratio(worst), PEER_LATENCY_LIMIT, "le", detail)
+
+
+def _gemm_claim(gemm: dict | None):
+    """The best backend's share of the GEMM peak, per precision and size."""
+
+    def make(key: tuple, best: dict) -> dict:
+        precision, size = key
+        title = f"best backend's share of the {precision} GEMM peak, {size}²"
+        detail = (
+            f"{BACKEND_TITLES.get(best['backend'], best['backend'])} {best['concept_mode']}: "
+            f"{best['achieved_gops']:.0f} of {gemm_peak_for(gemm, precision):.0f} G(FL)OP/s"
+        )
+        return _claim(f"gemm-share/{precision}/{size}", title, _gemm_share(best), GEMM_SHARE_LIMIT, "ge", detail)
+
+    return make
+
+
+def _swap_claim(key: tuple, worst: dict) -> dict:
+    """set_concept / cold open, every backend (the worst over precision, size and mode)."""
+    (backend,) = key
+    title = f"{BACKEND_TITLES.get(backend, backend)}: set_concept / cold open"
+    swap_us, open_ms = worst["set_concept_ms"]["median"] * 1e3, worst["open_ms"]["median"]
+    detail = (
+        f"worst: {worst['precision']} {worst['concept_mode']} {worst['size']}² ({swap_us:.2f} µs vs {open_ms:.1f} ms)"
+    )
+    return _claim(f"set-concept-vs-open/{backend}", title, _swap_ratio(worst), SWAP_LIMIT, "le", detail)
+
+
+def _stability_claim(records: list[dict], stability: dict) -> dict:
+    """The worst spread of repeated medians against the tolerance."""
+    spreads = [
+        r["latency_ms"]["spread"] for r in records if r["latency_ms"] and len(r["latency_ms"]["repeat_medians"]) >= 2
+    ]
+    unstable = stability["unstable"]
+    detail = ("not within tolerance: " + ", ".join(unstable)) if unstable else "every group within tolerance"
+    return _claim(
+        "stability",
+        f"repeated medians' spread, worst of {len(spreads)} groups",
+        max(spreads) if spreads else None,
+        stability["tolerance"],
+        "le",
+        detail,
+    )
+
+
 def claims(results: dict) -> list[dict]:
     """The issue's four claims, evaluated on the records (one row per comparison group)."""
     records = [r for r in results["records"] if r["status"] == "ok"]
-    gen = [r for r in records if r["model"] == "pocketgan"]
-    out = []
-    # 1. latency vs pix2pix, same backend + precision + size; the worst concept mode binds
-    groups: dict[tuple, list] = {}
-    for r in gen:
-        if r["ratios"].get("vs_pix2pix_latency") is not None:
-            groups.setdefault((r["backend"], r["precision"], r["size"]), []).append(r)
-    for (backend, precision, size), rs in sorted(groups.items(), key=lambda kv: _order(kv[0])):
-        worst = max(rs, key=lambda r: r["ratios"]["vs_pix2pix_latency"])
-        out.append(_claim(f"latency-vs-pix2pix/{backend}/{precision}/{size}",
-                          f"{BACKEND_TITLES.get(backend, backend)} {precision} {size}²: pocketgan / pix2pix latency",
-                          worst["ratios"]["vs_pix2pix_latency"], PEER_LATENCY_LIMIT, "le",
-                          f"worst concept mode: {worst['concept_mode']}"))
-    # 2. best backend's share of the GEMM peak, per precision and size
-    shares: dict[tuple, list] = {}
-    for r in gen:
-        if r["gemm_peak_share"] is not None:
-            shares.setdefault((r["precision"], r["size"]), []).append(r)
-    for (precision, size), rs in sorted(shares.items(), key=lambda kv: (kv[0][0] != "fp32", kv[0][1])):
-        best = max(rs, key=lambda r: r["gemm_peak_share"])
-        peak = gemm_peak_for(results.get("gemm"), precision)
-        out.append(_claim(f"gemm-share/{precision}/{size}", f"best backend's share of the {precision} GEMM peak, {size}²",
-                          best["gemm_peak_share"], GEMM_SHARE_LIMIT, "ge",
-                          f"{BACKEND_TITLES.get(best['backend'], best['backend'])} {best['concept_mode']}: "
-                          f"{best['achieved_gops']:.0f} of {peak:.0f} G(FL)OP/s"))
-    # 3. set_concept / cold open, every backend (worst over precision, size, mode)
-    swaps: dict[str, list] = {}
-    for r in gen:
-        if r["ratios"].get("set_concept_vs_open") is not None:
-            swaps.setdefault(r["backend"], []).append(r)
-    for backend, rs in sorted(swaps.items(), key=lambda kv: _order((kv[0],))):
-        worst = max(rs, key=lambda r: r["ratios"]["set_concept_vs_open"])
-        out.append(_claim(f"set-concept-vs-open/{backend}", f"{BACKEND_TITLES.get(backend, backend)}: set_concept / cold open",
-                          worst["ratios"]["set_concept_vs_open"], SWAP_LIMIT, "le",
-                          f"worst: {worst['precision']} {worst['concept_mode']} {worst['size']}² "
-                          f"({worst['set_concept_ms']['median'] * 1e3:.2f} µs vs {worst['open_ms']['median']:.1f} ms)"))
-    # 4. stability of repeated medians
-    stab = results["stability"]
-    spreads = [r["latency_ms"]["spread"] for r in records if r["latency_ms"] and len(r["latency_ms"]["repeat_medians"]) >= 2]
-    unstable = stab["unstable"]
-    out.append(_claim("stability", f"repeated medians' spread, worst of {len(spreads)} groups",
-                      max(spreads) if spreads else None, stab["tolerance"], "le",
-                      ("not within tolerance: " + ", ".join(unstable)) if unstable else "every group within tolerance"))
-    return out
+    gen = [r for r in records if r["model"] == GENERATOR]
+    return [
+        *_group_claims(gen, ("backend", "precision", "size"), _peer_ratio, _latency_claim),
+        *_group_claims(gen, ("precision", "size"), _gemm_share, _gemm_claim(results.get("gemm"))),
+        *_group_claims(gen, ("backend",), _swap_ratio, _swap_claim),
+        _stability_claim(records, results["stability"]),
+    ]
 
 
-_BACKEND_ORDER = {"onnx": 0, "executorch": 1, "coreml": 2, "eager": 3}
-_PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2, "palettize4": 3}
+_BACKEND_ORDER = {b: i for i, b in enumerate(BACKEND_ORDER)}
+_PRECISION_ORDER = {p: i for i, p in enumerate(PRECISIONS)}
+_MODE_ORDER = {m: i for i, m in enumerate(RECORD_MODES)}
 
 
-def _order(key: tuple) -> tuple:
-    backend = key[0]
-    rest = tuple(_PRECISION_ORDER.get(k, 9) if isinstance(k, str) else k for k in key[1:])
-    return (_BACKEND_ORDER.get(backend, 9), *rest)
+def _order(fields: dict) -> tuple:
+    """Table order of a claim group: its backend, precision and size (those of them it has)."""
+    order = {"backend": _BACKEND_ORDER.get, "precision": _PRECISION_ORDER.get}
+    return tuple(order[k](v, 9) if k in order else v for k, v in fields.items())
 
 
 def sort_key(rec: dict) -> tuple:
     """Table order: size, backend, precision, pocketgan modes then the peer."""
-    mode = {"separate": 0, "merged": 1, "none": 2}.get(rec["concept_mode"], 3)
-    return (rec["size"], _BACKEND_ORDER.get(rec["backend"], 9), _PRECISION_ORDER.get(rec["precision"], 9),
-            rec["model"] != "pocketgan", mode)
+    return (
+        rec["size"],
+        _BACKEND_ORDER.get(rec["backend"], 9),
+        _PRECISION_ORDER.get(rec["precision"], 9),
+        rec["model"] != GENERATOR,
+        _MODE_ORDER.get(rec["concept_mode"], 9),
+    )

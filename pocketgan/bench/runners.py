@@ -50,8 +50,13 @@ class RuntimeRunner:
     def __init__(self, spec: dict) -> None:
         from pocketgan.runtime import Runtime
 
-        self.rt = Runtime(spec["bundle"], backend=spec["backend"], threads=spec["threads"], concept_mode=spec["mode"],
-                          concept=spec.get("concept"))
+        self.rt = Runtime(
+            spec["bundle"],
+            backend=spec["backend"],
+            threads=spec["threads"],
+            concept_mode=spec["mode"],
+            concept=spec.get("concept"),
+        )
         self.concepts = self.rt.concepts
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -184,8 +189,13 @@ class EagerPix2PixRunner:
         self.model = None
 
 
-_RUNNERS = {"runtime": RuntimeRunner, "eager-bundle": EagerBundleRunner, "onnx-file": OnnxFileRunner,
-            "pte-file": PteFileRunner, "eager-pix2pix": EagerPix2PixRunner}
+_RUNNERS = {
+    "runtime": RuntimeRunner,
+    "eager-bundle": EagerBundleRunner,
+    "onnx-file": OnnxFileRunner,
+    "pte-file": PteFileRunner,
+    "eager-pix2pix": EagerPix2PixRunner,
+}
 
 
 def open_runner(spec: dict):

@@ -1,6 +1,6 @@
 """Where ONNX Runtime spends its time: per-op-type kernel time of one bundle's ONNX export.
 
-    python benchmarks/profile_onnx.py BUNDLE [--concept NAME] [--mode separate|merged] [--runs 20]
+    python -m pocketgan.bench.profile_onnx BUNDLE [--concept NAME] [--mode separate|merged] [--runs 20]
 
 Runs the model as the runtime does (ORT_ENABLE_ALL, the bundle's adapter applied per
 run), with ORT's profiler on, and prints the share and per-run milliseconds of each op
@@ -19,33 +19,43 @@ from pathlib import Path
 
 import numpy as np
 
+from pocketgan.bench.config import BENCH_CONCEPT_MODES
+from pocketgan.runtime.errors import TargetNotFoundError
+
 
 def profile(bundle: Path, concept: str | None, mode: str, runs: int, threads: int) -> dict[str, tuple[float, int]]:
-    """op type -> (milliseconds per run, nodes per run)."""
+    """op type -> (milliseconds per run, nodes per run), most time first; ``mode`` is one of
+    the runtime's concept modes (separate: the base session plus the concept's adapter)."""
     import onnxruntime as ort
 
     from pocketgan.runtime.backends.onnx import session_options
-    from pocketgan.runtime.manifest import load_manifest
+    from pocketgan.runtime.manifest import read_manifest
 
-    manifest = load_manifest(bundle)
-    entry = manifest["targets"]["onnx"]
-    concept = concept or manifest["concepts"][0]["name"]
+    manifest = read_manifest(bundle)
+    entry = manifest.onnx
+    if entry is None:
+        raise TargetNotFoundError(
+            f"{bundle}/manifest.json: no targets.onnx (no ONNX export to profile)",
+            file="manifest.json",
+            field="targets.onnx",
+        )
+    concept = concept or manifest.concept_names[0]
     options = session_options(threads)
     options.enable_profiling = True
     options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
     run_options = ort.RunOptions()
     if mode == "separate":
-        session = ort.InferenceSession(str(bundle / entry["model"]), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(bundle / entry.model), options, providers=["CPUExecutionProvider"])
         adapter = ort.LoraAdapter()
-        adapter.Load(str(bundle / entry["adapters"][concept]))
+        adapter.Load(str(bundle / entry.adapters[concept]))
         run_options.add_active_adapter(adapter)
     else:
-        session = ort.InferenceSession(str(bundle / entry["merged"][concept]), options, providers=["CPUExecutionProvider"])
-    shape = manifest["io"]["input"]["shape"]
-    x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+        merged = str(bundle / entry.merged[concept])
+        session = ort.InferenceSession(merged, options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).uniform(-1, 1, manifest.input.shape).astype(np.float32)
     warmup = 3
     for _ in range(warmup + runs):
-        session.run(None, {manifest["io"]["input"]["name"]: x}, run_options)
+        session.run(None, {manifest.input.name: x}, run_options)
     events = json.loads(Path(session.end_profiling()).read_text())
     micros, nodes = collections.Counter(), collections.Counter()
     for event in events:
@@ -57,16 +67,20 @@ def profile(bundle: Path, concept: str | None, mode: str, runs: int, threads: in
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m pocketgan.bench.profile_onnx",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("bundle", type=Path, help="an exported bundle with an ONNX target")
     ap.add_argument("--concept", help="concept (default: the first)")
-    ap.add_argument("--mode", default="separate", choices=["separate", "merged"])
+    ap.add_argument("--mode", default="separate", choices=list(BENCH_CONCEPT_MODES))
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     table = profile(args.bundle, args.concept, args.mode, args.runs, args.threads)
     total = sum(ms for ms, _ in table.values())
-    print(f"| op type | ms per run | share | nodes |\n|---|---:|---:|---:|")
+    print("| op type | ms per run | share | nodes |\n|---|---:|---:|---:|")
     for op, (ms, n) in table.items():
         print(f"| {op} | {ms:.2f} | {100 * ms / total:.1f}% | {n} |")
     print(f"| total (kernels, profiled) | {total:.2f} | | |")
