@@ -84,7 +84,8 @@ def tree_digest(path: Path) -> dict[str, str]:
 
 
 def staging_leftovers(parent: Path) -> list[str]:
-    return sorted(p.name for p in Path(parent).iterdir() if ".staging-" in p.name or ".old-" in p.name)
+    marks = (".staging-", ".ready-", ".trash-", ".old-")  # pocketgan.atomic's temporary trees
+    return sorted(p.name for p in Path(parent).iterdir() if any(m in p.name for m in marks))
 
 
 def copy_bundle(src: Path, dest: Path) -> Path:
@@ -130,13 +131,21 @@ def backend_manifest(bundle_dir: Path, bundle, target_name: str, entry: dict) ->
     from pocketgan.runtime.manifest import sha256_file
 
     s = bundle.config.image_size
-    io = {"name": "image", "dtype": "float32", "shape": [1, 3, s, s], "layout": "NCHW", "color": "RGB", "range": [-1.0, 1.0]}
+    io = {
+        "name": "image",
+        "dtype": "float32",
+        "shape": [1, 3, s, s],
+        "layout": "NCHW",
+        "color": "RGB",
+        "range": [-1.0, 1.0],
+    }
     return {
         "io": {"input": io, "output": dict(io, name="edited")},
         "concepts": [{"name": n} for n in bundle.concept_names],
         "targets": {target_name: entry},
         "artifacts": {
             p.relative_to(bundle_dir).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for p in sorted(bundle_dir.rglob("*")) if p.is_file()
+            for p in sorted(bundle_dir.rglob("*"))
+            if p.is_file()
         },
     }
