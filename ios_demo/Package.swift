@@ -1,8 +1,9 @@
 // swift-tools-version:5.9
 // The pocketgan iOS demo's core: manifest, integrity, letterbox pre/post-processing, golden
-// vectors and the benchmark schema, in plain Swift (Foundation, and CoreGraphics where the
-// platform has it) so `swift test` checks it on a Mac without a simulator. The SwiftUI app
-// (App/) and its XCTest benchmark (AppTests/) are built by the Xcode project (project.yml).
+// vectors and the benchmark schema, in plain Swift (Foundation, CryptoKit for SHA-256, and
+// CoreGraphics where the platform has it) so `swift test` checks it on a Mac without a
+// simulator. CryptoKit makes it Apple-only (iOS 17, macOS 14). The SwiftUI app (App/) and its
+// XCTest benchmark (AppTests/) are built by the Xcode project (project.yml).
 import PackageDescription
 
 let package = Package(

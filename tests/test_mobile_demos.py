@@ -55,17 +55,53 @@ CACHE = Path(os.environ.get("POCKETGAN_TOOLCHAIN_CACHE", Path.home() / ".cache" 
 # (width, height, S): downscale both ways, upscale, square, slivers (edge padding), odd
 # borders, halves that round to even, the golden strip (no resampling), phone camera frames.
 GEOMETRY_SIZES = [
-    (256, 96, 256), (640, 480, 256), (480, 640, 256), (1920, 1080, 256), (1080, 1920, 256),
-    (4032, 3024, 256), (300, 300, 256), (256, 256, 256), (100, 50, 256), (10, 10, 256),
-    (1, 1, 256), (2, 1, 256), (3, 1000, 256), (1000, 3, 256), (257, 256, 256), (255, 256, 256),
-    (511, 255, 256), (333, 777, 256), (512, 3, 256), (512, 5, 256), (512, 7, 256), (3, 512, 256),
-    (1280, 720, 512), (720, 1280, 512), (640, 480, 128), (97, 61, 64), (64, 24, 64), (33, 100, 64),
-    (101, 64, 64), (64, 101, 64),
+    (256, 96, 256),
+    (640, 480, 256),
+    (480, 640, 256),
+    (1920, 1080, 256),
+    (1080, 1920, 256),
+    (4032, 3024, 256),
+    (300, 300, 256),
+    (256, 256, 256),
+    (100, 50, 256),
+    (10, 10, 256),
+    (1, 1, 256),
+    (2, 1, 256),
+    (3, 1000, 256),
+    (1000, 3, 256),
+    (257, 256, 256),
+    (255, 256, 256),
+    (511, 255, 256),
+    (333, 777, 256),
+    (512, 3, 256),
+    (512, 5, 256),
+    (512, 7, 256),
+    (3, 512, 256),
+    (1280, 720, 512),
+    (720, 1280, 512),
+    (640, 480, 128),
+    (97, 61, 64),
+    (64, 24, 64),
+    (33, 100, 64),
+    (101, 64, 64),
+    (64, 101, 64),
 ]
 # small enough that the Kotlin and Swift tests letterbox them in a blink
 PIXEL_SIZES = [
-    (32, 12, 32), (40, 30, 32), (30, 40, 32), (100, 40, 32), (40, 100, 32), (64, 48, 32),
-    (7, 5, 16), (5, 7, 16), (3, 50, 32), (50, 3, 32), (1, 1, 16), (17, 9, 64), (16, 16, 16), (32, 13, 32),
+    (32, 12, 32),
+    (40, 30, 32),
+    (30, 40, 32),
+    (100, 40, 32),
+    (40, 100, 32),
+    (64, 48, 32),
+    (7, 5, 16),
+    (5, 7, 16),
+    (3, 50, 32),
+    (50, 3, 32),
+    (1, 1, 16),
+    (17, 9, 64),
+    (16, 16, 16),
+    (32, 13, 32),
     (101, 64, 32),
 ]
 PATTERN = "pixel(x, y, c) = (x * 37 + y * 91 + c * 53 + (x * y) % 29) % 256"
@@ -86,26 +122,41 @@ def letterbox_cases() -> dict:
         _, p = to_model_input(np.zeros((h, w, 3), np.uint8), s)
         borders = (p.top, s - p.inner_height - p.top, p.left, s - p.inner_width - p.left)
         mode = "reflect" if max(borders[:2]) < p.inner_height and max(borders[2:]) < p.inner_width else "edge"
-        geometry.append({"width": w, "height": h, "size": s, "inner_width": p.inner_width,
-                         "inner_height": p.inner_height, "top": p.top, "left": p.left, "mode": mode})
+        geometry.append(
+            {
+                "width": w,
+                "height": h,
+                "size": s,
+                "inner_width": p.inner_width,
+                "inner_height": p.inner_height,
+                "top": p.top,
+                "left": p.left,
+                "mode": mode,
+            }
+        )
     pixels = []
     for w, h, s in PIXEL_SIZES:
         rgb = pattern_image(w, h)
         x, p = to_model_input(rgb, s)
         out = from_model_output(x, p)
-        pixels.append({
-            "width": w, "height": h, "size": s,
-            "input_sha256": hashlib.sha256(rgb.tobytes()).hexdigest(),
-            "tensor_sha256": hashlib.sha256(x.astype("<f4").tobytes()).hexdigest(),
-            "output_sha256": hashlib.sha256(out.tobytes()).hexdigest(),
-        })
+        pixels.append(
+            {
+                "width": w,
+                "height": h,
+                "size": s,
+                "input_sha256": hashlib.sha256(rgb.tobytes()).hexdigest(),
+                "tensor_sha256": hashlib.sha256(x.astype("<f4").tobytes()).hexdigest(),
+                "output_sha256": hashlib.sha256(out.tobytes()).hexdigest(),
+            }
+        )
     return {
         "description": "Letterbox cases every runtime must reproduce (pocketgan.runtime.imaging). geometry: "
-                       "(width, height, size) -> inner size, top/left border, numpy pad mode. pixels: the photo "
-                       "`pattern` (H x W x 3 uint8, row-major RGB) -> sha256 of its bytes (input), of the model "
-                       "input (1, 3, S, S) as little-endian float32 (tensor), and of the RGB bytes of the "
-                       "model input cropped back to the photo's size as if the model were the identity (output). "
-                       "Written by tests/test_mobile_demos.py --write-fixtures; read by the Android and iOS unit tests.",
+        "(width, height, size) -> inner size, top/left border, numpy pad mode. pixels: the photo "
+        "`pattern` (H x W x 3 uint8, row-major RGB) -> sha256 of its bytes (input), of the model "
+        "input (1, 3, S, S) as little-endian float32 (tensor), and of the RGB bytes of the "
+        "model input cropped back to the photo's size as if the model were the identity (output). "
+        "Written by tests/test_mobile_demos.py --write-fixtures; read by the Android and iOS "
+        "unit tests.",
         "pattern": PATTERN,
         "geometry": geometry,
         "pixels": pixels,
@@ -133,7 +184,8 @@ def test_letterbox_table_matches_the_python_runtime():
     stored = json.loads(LETTERBOX_CASES.read_text())
     assert stored == letterbox_cases(), (
         "tests/fixtures/letterbox_cases.json is stale: pocketgan.runtime.imaging changed. If on purpose, rerun "
-        "`python tests/test_mobile_demos.py --write-fixtures` and check the Kotlin/Swift ports still agree")
+        "`python tests/test_mobile_demos.py --write-fixtures` and check the Kotlin/Swift ports still agree"
+    )
     modes = {g["mode"] for g in stored["geometry"]}
     assert modes == {"reflect", "edge"}
     # the golden strip needs no resampling: S wide, 3S/8 high
@@ -159,8 +211,8 @@ def _sources(*suffixes: str) -> list[Path]:
     found = []
     for root in (ANDROID, IOS, REPO_ROOT / "device_harness"):
         for p in sorted(root.rglob("*")):
-            if p.suffix in suffixes and p.is_file() and not any(
-                    part in {"build", ".gradle", ".build", "DerivedData", ".swiftpm"} for part in p.relative_to(root).parts):
+            skipped = {"build", ".gradle", ".build", "DerivedData", ".swiftpm"}
+            if p.suffix in suffixes and p.is_file() and not skipped.intersection(p.relative_to(root).parts):
                 found.append(p)
     return found
 
@@ -170,7 +222,9 @@ SWIFT_SOURCES = _sources(".swift")
 
 
 def _language(path: Path):
-    ts = pytest.importorskip("tree_sitter", reason="pip install tree-sitter tree-sitter-kotlin tree-sitter-swift (the dev extra)")
+    ts = pytest.importorskip(
+        "tree_sitter", reason="pip install tree-sitter tree-sitter-kotlin tree-sitter-swift (the dev extra)"
+    )
     if path.suffix == ".swift":
         grammar = pytest.importorskip("tree_sitter_swift", reason="pip install tree-sitter-swift (the dev extra)")
     else:
@@ -199,11 +253,15 @@ def _problems(tree) -> list[str]:
 
 def test_there_are_app_sources():
     names = {p.relative_to(REPO_ROOT).as_posix() for p in KOTLIN_SOURCES + SWIFT_SOURCES}
-    for expected in ("android_demo/settings.gradle.kts", "android_demo/app/build.gradle.kts",
-                     "android_demo/app/src/main/java/dev/pocketgan/demo/MainActivity.kt",
-                     "android_demo/app/src/main/java/dev/pocketgan/demo/PocketganEngine.kt",
-                     "ios_demo/Package.swift", "ios_demo/App/CoreMLEngine.swift",
-                     "ios_demo/Sources/PocketganCore/Imaging.swift"):
+    for expected in (
+        "android_demo/settings.gradle.kts",
+        "android_demo/app/build.gradle.kts",
+        "android_demo/app/src/main/java/dev/pocketgan/demo/MainActivity.kt",
+        "android_demo/app/src/main/java/dev/pocketgan/demo/PocketganEngine.kt",
+        "ios_demo/Package.swift",
+        "ios_demo/App/CoreMLEngine.swift",
+        "ios_demo/Sources/PocketganCore/Imaging.swift",
+    ):
         assert expected in names
 
 
@@ -245,8 +303,11 @@ def _string_literals(path: Path) -> list[str]:
     while stack:
         node = stack.pop()
         if node.type in ("string_literal", "line_string_literal", "multi_line_string_literal"):
-            parts = [c.text.decode() for c in node.children
-                     if c.type in ("string_content", "line_str_text", "multi_line_str_text", "string_fragment")]
+            parts = [
+                c.text.decode()
+                for c in node.children
+                if c.type in ("string_content", "line_str_text", "multi_line_str_text", "string_fragment")
+            ]
             found.append("".join(parts))
             continue
         stack.extend(node.children)
@@ -273,9 +334,14 @@ def _names_in_manifests() -> set[str]:
 def _app_sources() -> list[Path]:
     """Sources that run in the apps (unit tests and the device harness's XCTest may name a
     fixture's or the peer's tensors)."""
-    return [p for p in KOTLIN_SOURCES + SWIFT_SOURCES
-            if not any(part in {"test", "androidTest", "Tests", "AppTests", "device_harness"}
-                       for part in p.relative_to(REPO_ROOT).parts)]
+    return [
+        p
+        for p in KOTLIN_SOURCES + SWIFT_SOURCES
+        if not any(
+            part in {"test", "androidTest", "Tests", "AppTests", "device_harness"}
+            for part in p.relative_to(REPO_ROOT).parts
+        )
+    ]
 
 
 def test_apps_take_concept_method_function_and_tensor_names_from_the_manifest():
@@ -285,7 +351,7 @@ def test_apps_take_concept_method_function_and_tensor_names_from_the_manifest():
     for path in _app_sources():
         for literal in _string_literals(path):
             if literal in names:
-                offenders.append(f"{path.relative_to(REPO_ROOT)}: \"{literal}\"")
+                offenders.append(f'{path.relative_to(REPO_ROOT)}: "{literal}"')
     assert not offenders, "hard-coded names that the manifest defines:\n" + "\n".join(offenders)
 
     def literals(paths):
@@ -294,12 +360,48 @@ def test_apps_take_concept_method_function_and_tensor_names_from_the_manifest():
     kotlin = literals(p for p in _app_sources() if p.suffix == ".kt")
     swift = literals(p for p in _app_sources() if p.suffix == ".swift")
     # the keys they read instead (docs/bundle-format.md)
-    assert {"io", "input", "output", "name", "shape", "concepts", "artifacts", "sha256", "bytes", "golden",
-            "targets", "executorch", "program", "merged_program", "methods", "format_version",
-            "threshold_db"} <= kotlin
-    assert {"io", "input", "output", "name", "shape", "concepts", "artifacts", "sha256", "bytes", "golden",
-            "targets", "coreml", "package", "functions", "default_function", "inputs", "outputs", "ios17",
-            "packages", "format_version", "threshold_db"} <= swift
+    assert {
+        "io",
+        "input",
+        "output",
+        "name",
+        "shape",
+        "concepts",
+        "artifacts",
+        "sha256",
+        "bytes",
+        "golden",
+        "targets",
+        "executorch",
+        "program",
+        "merged_program",
+        "methods",
+        "format_version",
+        "threshold_db",
+    } <= kotlin
+    assert {
+        "io",
+        "input",
+        "output",
+        "name",
+        "shape",
+        "concepts",
+        "artifacts",
+        "sha256",
+        "bytes",
+        "golden",
+        "targets",
+        "coreml",
+        "package",
+        "functions",
+        "default_function",
+        "inputs",
+        "outputs",
+        "ios17",
+        "packages",
+        "format_version",
+        "threshold_db",
+    } <= swift
 
 
 def test_apps_use_the_platform_apis_the_issue_names():
@@ -315,10 +417,28 @@ def test_apps_use_the_platform_apis_the_issue_names():
         assert all(i.startswith(("java.", "kotlin.")) for i in imports), (p.name, imports)
     for p in (IOS / "Sources/PocketganCore").glob("*.swift"):
         imports = re.findall(r"^\s*import\s+(\S+)", p.read_text(), re.M)
-        assert set(imports) <= {"Foundation", "CoreGraphics"}, (p.name, imports)
+        assert set(imports) <= {"Foundation", "CoreGraphics", "CryptoKit"}, (p.name, imports)
     build = (ANDROID / "app/build.gradle.kts").read_text()
-    assert re.search(r'org\.pytorch:executorch-android:\$\{?executorchVersion|org\.pytorch:executorch-android:1\.5\.1', build) \
-        and '"1.5.1"' in build
+    artifact = r"org\.pytorch:executorch-android:(\$\{?executorchVersion|1\.5\.1)"
+    assert re.search(artifact, build) and '"1.5.1"' in build
+
+
+def test_ios_hashes_with_cryptokit():
+    """SHA-256 on iOS is CryptoKit's (issue 16): no hand-written rounds, no type of our own named
+    SHA256, and every Swift file that names SHA256 imports CryptoKit (Swift does not re-export it)."""
+    core = (IOS / "Sources/PocketganCore/SHA256.swift").read_text()
+    assert re.search(r"^extension SHA256\b", core, re.M) and "hash(data: data)" in core
+    users = []
+    for p in SWIFT_SOURCES:
+        text = p.read_text()
+        rel = p.relative_to(REPO_ROOT).as_posix()
+        # FIPS 180-4's first round constant and initial hash word: a hand-rolled SHA-256 has them
+        assert not re.search(r"0x428a2f98|0x6a09e667", text, re.I), f"{rel}: a hand-written SHA-256"
+        assert not re.search(r"\b(struct|class|enum|actor)\s+SHA256\b", text), f"{rel}: declares its own SHA256"
+        if re.search(r"\bSHA256\b", text):
+            users.append(rel)
+            assert re.search(r"^\s*import\s+CryptoKit\b", text, re.M), f"{rel} uses SHA256 without importing CryptoKit"
+    assert {"ios_demo/Sources/PocketganCore/Bundle.swift", "ios_demo/App/CoreMLEngine.swift"} <= set(users), users
 
 
 # --- the Kotlin core, compiled and unit-tested ------------------------------------------------------
@@ -338,8 +458,17 @@ def _kotlinc() -> Path:
     if npm is None:
         pytest.skip("compiling the Kotlin core needs npm (to fetch the `kotlin-compiler` package)")
     home.mkdir(parents=True, exist_ok=True)
-    r = _run([npm, "pack", f"kotlin-compiler@{KOTLIN_COMPILER_VERSION}", "--pack-destination", str(home),
-              "--loglevel=error"], timeout=900)
+    r = _run(
+        [
+            npm,
+            "pack",
+            f"kotlin-compiler@{KOTLIN_COMPILER_VERSION}",
+            "--pack-destination",
+            str(home),
+            "--loglevel=error",
+        ],
+        timeout=900,
+    )
     tgz = home / f"kotlin-compiler-{KOTLIN_COMPILER_VERSION}.tgz"
     if r.returncode != 0 or not tgz.exists():
         pytest.skip(f"npm pack kotlin-compiler@{KOTLIN_COMPILER_VERSION} failed: {r.stderr[-500:]}")
@@ -357,10 +486,17 @@ def _kotlinc() -> Path:
 
 def _junit_jars() -> list[Path]:
     """JUnit 4 and Hamcrest from Debian's junit4 package (apt-get install when missing)."""
+
     def find():
         junit = Path("/usr/share/java/junit4.jar")
-        hamcrest = next((p for p in (Path("/usr/share/java/hamcrest-core.jar"), Path("/usr/share/java/hamcrest.jar"))
-                         if p.exists()), None)
+        hamcrest = next(
+            (
+                p
+                for p in (Path("/usr/share/java/hamcrest-core.jar"), Path("/usr/share/java/hamcrest.jar"))
+                if p.exists()
+            ),
+            None,
+        )
         return [junit, hamcrest] if junit.exists() and hamcrest else None
 
     jars = find()
@@ -403,15 +539,19 @@ def kotlin_core(tmp_path_factory) -> dict:
     if not (out / "ok").exists():
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        r = _run([str(kotlinc), "-jvm-target", "17", "-nowarn", "-cp", os.pathsep.join(map(str, jars)),
-                  "-d", str(out)] + [str(p) for p in sources], timeout=900)
+        r = _run(
+            [str(kotlinc), "-jvm-target", "17", "-nowarn", "-cp", os.pathsep.join(map(str, jars)), "-d", str(out)]
+            + [str(p) for p in sources],
+            timeout=900,
+        )
         if r.returncode != 0:
             shutil.rmtree(out, ignore_errors=True)
             pytest.fail(f"kotlinc failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
         (out / "ok").write_text("")
     stdlib = kotlinc.parent.parent / "lib/kotlin-stdlib.jar"
-    classes = sorted({m.group(1) for p in KOTLIN_TESTS.glob("*.kt")
-                      for m in re.finditer(r"^class (\w+Test)\b", p.read_text(), re.M)})
+    classes = sorted(
+        {m.group(1) for p in KOTLIN_TESTS.glob("*.kt") for m in re.finditer(r"^class (\w+Test)\b", p.read_text(), re.M)}
+    )
     return {"java": java, "classpath": os.pathsep.join(map(str, [out, stdlib, *jars])), "tests": classes}
 
 
@@ -442,8 +582,14 @@ def test_kotlin_core_unit_tests_pass(kotlin_core, separate_export, golden_output
         "pocketgan.goldenOutputs": golden_outputs,
         "pocketgan.benchSampleOut": bench_sample,
     }
-    cmd = [kotlin_core["java"], "-cp", kotlin_core["classpath"], *[f"-D{k}={v}" for k, v in props.items()],
-           "org.junit.runner.JUnitCore", *[f"dev.pocketgan.demo.core.{c}" for c in kotlin_core["tests"]]]
+    cmd = [
+        kotlin_core["java"],
+        "-cp",
+        kotlin_core["classpath"],
+        *[f"-D{k}={v}" for k, v in props.items()],
+        "org.junit.runner.JUnitCore",
+        *[f"dev.pocketgan.demo.core.{c}" for c in kotlin_core["tests"]],
+    ]
     r = _run(cmd, timeout=600)
     print(r.stdout[-3000:])
     assert r.returncode == 0 and "OK (" in r.stdout, f"JUnit failed:\n{r.stdout[-6000:]}\n{r.stderr[-3000:]}"

@@ -1,4 +1,5 @@
 import CoreML
+import CryptoKit
 import Foundation
 import PocketganCore
 

@@ -1,3 +1,4 @@
+import CryptoKit
 import Foundation
 
 /// A manifest and the folder of its files: every read is checked against the manifest's
@@ -60,10 +61,10 @@ public struct PocketganBundle {
             let n = stream.read(&chunk, maxLength: chunk.count)
             if n < 0 { throw PocketganError.checksum("\(path) cannot be read") }
             if n == 0 { break }
-            hasher.update(chunk[0..<n])
+            hasher.update(data: chunk[0..<n])
             total += n
         }
-        try check(path, artifact, hasher.finalize(), total)
+        try check(path, artifact, SHA256.hex(digest: hasher.finalize()), total)
     }
 
     /// Verifies every listed file under a directory artifact such as an `.mlpackage`.

@@ -1,3 +1,4 @@
+import CryptoKit
 import XCTest
 
 @testable import PocketganCore
@@ -63,16 +64,17 @@ final class ManifestTests: XCTestCase {
         }
     }
 
-    func testSHA256KnownVectors() {
+    /// CryptoKit's digests in the manifest's hex form (FIPS 180-4 example vectors).
+    func testSHA256HexKnownVectors() {
         XCTAssertEqual(SHA256.hex(Data()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         XCTAssertEqual(SHA256.hex(Data("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         // two blocks, and streamed in odd pieces
         let long = Data("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)
         XCTAssertEqual(SHA256.hex(long), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
         var hasher = SHA256()
-        hasher.update(long.prefix(7))
-        hasher.update(long.dropFirst(7))
-        XCTAssertEqual(hasher.finalize(), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        hasher.update(data: long.prefix(7))
+        hasher.update(data: long.dropFirst(7))
+        XCTAssertEqual(SHA256.hex(digest: hasher.finalize()), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
     }
 
     func testEveryArtifactOfAnExportedBundleVerifies() throws {

@@ -1,13 +1,19 @@
 package dev.pocketgan.demo.core
 
 /**
- * A small JSON reader and writer in plain Kotlin, so the core reads manifests the same way
- * on a phone and in JVM unit tests (Android's org.json is only a stub in unit tests).
+ * A small, strict JSON reader and writer in plain Kotlin, so the core reads manifests the same
+ * way on a phone and in JVM unit tests. Not Android's org.json: it is a stub in JVM unit tests,
+ * lenient (comments, single quotes, unquoted strings), coerces 2.5 to the integer 2, and
+ * recurses without a depth limit (android_demo/README.md, "JSON").
  *
  * Values: `Map<String, Any?>` (insertion order kept), `List<Any?>`, `String`, `Long`
- * (integers without fraction or exponent), `Double`, `Boolean` and `null`.
+ * (integers without fraction or exponent), `Double`, `Boolean` and `null`. Nesting deeper
+ * than [MAX_DEPTH] arrays and objects is a [ParseException], not a StackOverflowError.
  */
 object Json {
+
+    /** The deepest nesting of arrays and objects [parse] accepts (a manifest nests about 5). */
+    const val MAX_DEPTH = 64
 
     class ParseException(message: String) : PocketganException(message)
 
@@ -29,6 +35,7 @@ object Json {
 
     private class Reader(val text: String) {
         var pos = 0
+        var depth = 0
 
         fun error(what: String) = ParseException("invalid JSON at character $pos: $what")
 
@@ -44,14 +51,21 @@ object Json {
         fun value(): Any? {
             if (pos >= text.length) throw error("unexpected end")
             return when (val c = text[pos]) {
-                '{' -> obj()
-                '[' -> array()
+                '{' -> nested { obj() }
+                '[' -> nested { array() }
                 '"' -> string()
                 't' -> literal("true", true)
                 'f' -> literal("false", false)
                 'n' -> literal("null", null)
                 else -> if (c == '-' || c in '0'..'9') number() else throw error("unexpected '$c'")
             }
+        }
+
+        inline fun <T> nested(read: () -> T): T {
+            if (++depth > MAX_DEPTH) throw error("nested deeper than $MAX_DEPTH arrays and objects")
+            val value = read()
+            depth--
+            return value
         }
 
         fun literal(word: String, result: Any?): Any? {

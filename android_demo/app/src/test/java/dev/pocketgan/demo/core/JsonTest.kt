@@ -2,6 +2,7 @@ package dev.pocketgan.demo.core
 
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertThrows
+import org.junit.Assert.assertTrue
 import org.junit.Test
 
 class JsonTest {
@@ -27,6 +28,18 @@ class JsonTest {
         assertEquals(value, Json.parse(Json.write(value)))
         assertEquals(value, Json.parse(Json.write(value, indent = 2)))
         assertEquals("""{"x":null}""", Json.write(mapOf("x" to Double.NaN)))
+    }
+
+    @Test
+    fun boundsTheNesting() {
+        var value = Json.parse("[".repeat(Json.MAX_DEPTH) + "]".repeat(Json.MAX_DEPTH))
+        repeat(Json.MAX_DEPTH - 1) { value = (value as List<*>).single() }
+        assertEquals(emptyList<Any?>(), value)
+        for (tooDeep in listOf("[".repeat(Json.MAX_DEPTH + 1) + "]".repeat(Json.MAX_DEPTH + 1), "[".repeat(100_000),
+                               "{\"a\":".repeat(100_000))) {
+            val e = assertThrows(Json.ParseException::class.java) { Json.parse(tooDeep) }
+            assertTrue(e.message, e.message!!.contains("nested deeper than ${Json.MAX_DEPTH}"))
+        }
     }
 
     @Test
