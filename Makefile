@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-slow bench bench-matrix bench-all bench-suite clean
+.PHONY: setup demo test test-slow fuzz bench bench-matrix bench-all bench-suite clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,17 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -m slow
 
+# Reliability (issue 17): >= 10,000 fuzzed ONNX and ExecuTorch bundles, 8-thread concept-swap
+# stress, bad images and killed exports -> docs/reliability.md; fails if any case failed.
+# Scratch and the cached ExecuTorch export live in out/reliability. FUZZ_ARGS="--scale 0.05"
+# gives a quick, smaller run.
+fuzz: setup
+	$(BIN)/python -m tests.reliability --out docs/reliability.md $(FUZZ_ARGS)
+
 bench: setup
 	mkdir -p out
 	$(BIN)/python -m pytest benchmarks/test_slice_latency.py --benchmark-json=out/bench-slice.json --benchmark-columns=median,iqr,rounds
-	$(BIN)/python benchmarks/report.py out/bench-slice.json | tee out/bench-slice.md
+	$(BIN)/python -m pocketgan.bench.report slice out/bench-slice.json | tee out/bench-slice.md
 
 # Every backend x precision x concept mode (exports 8 variants of the default bundle
 # first, about 30 min on 2 cores, cached with pocketgan bench's exports in out/bench-cache).
@@ -40,7 +47,7 @@ bench: setup
 bench-matrix: setup
 	mkdir -p out
 	$(BIN)/python -m pytest benchmarks/test_export_matrix.py --benchmark-json=out/bench-matrix.json --benchmark-columns=median,iqr,rounds
-	$(BIN)/python benchmarks/matrix_report.py out/bench-matrix.json docs/export-matrix.md
+	$(BIN)/python -m pocketgan.bench.report matrix out/bench-matrix.json docs/export-matrix.md
 
 # pocketgan bench: every backend x precision x concept mode at 256 and 512, with the
 # pix2pix peer, GEMM peak, cold open, set_concept, peak memory -> docs/benchmarks/
@@ -52,7 +59,7 @@ bench-all: setup
 bench-suite: setup
 	mkdir -p out
 	$(BIN)/python -m pytest benchmarks/test_bench_suite.py --benchmark-json=out/bench-suite.json
-	$(BIN)/python benchmarks/bench_results.py out/bench-suite.json out/bench-suite
+	$(BIN)/python -m pocketgan.bench.report suite out/bench-suite.json out/bench-suite
 
 clean:
 	rm -rf $(VENV) demo_out out .pytest_cache .benchmarks

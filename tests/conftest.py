@@ -79,7 +79,7 @@ def concept_names() -> tuple[str, ...]:
 
 @pytest.fixture(scope="session")
 def photo_paths() -> list[Path]:
-    from pocketgan.training.photos import sample_photo_paths
+    from pocketgan.photos import sample_photo_paths
 
     paths = sample_photo_paths()
     assert len(paths) >= 3, "the package ships real photos for parity checks"
@@ -89,7 +89,7 @@ def photo_paths() -> list[Path]:
 @pytest.fixture(scope="session")
 def model_inputs(photo_paths):
     """The shipped photos as (1, 3, 256, 256) float32 model inputs, letterboxed like the runtime."""
+    from pocketgan.photos import load_rgb
     from pocketgan.runtime.imaging import to_model_input
-    from pocketgan.training.photos import load_rgb
 
     return {p.name: to_model_input(load_rgb(p), IMAGE_SIZE)[0] for p in photo_paths}

@@ -28,7 +28,12 @@ def test_round_trip(source_bundle, tiny_bundle):
     for k, v in tiny_bundle.base_state.items():
         assert torch.equal(loaded.base_state[k], v), k
     for want, got in zip(tiny_bundle.concepts, loaded.concepts, strict=True):
-        assert (got.name, got.description, got.teacher, got.training) == (want.name, want.description, want.teacher, want.training)
+        assert (got.name, got.description, got.teacher, got.training) == (
+            want.name,
+            want.description,
+            want.teacher,
+            want.training,
+        )
         assert set(got.lora) == set(want.lora)
         assert all(torch.equal(got.lora[k], want.lora[k]) for k in want.lora)
         assert torch.equal(got.tokens, want.tokens)

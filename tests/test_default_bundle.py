@@ -13,7 +13,6 @@ from PIL import Image
 from helpers import default_bundle_path, has_default_bundle, psnr, read_manifest
 
 
-
 def test_the_default_bundle_ships():
     assert has_default_bundle(), "pocketgan/default_bundle/manifest.json is missing"
 
@@ -87,13 +86,14 @@ def test_shipped_onnx_matches_the_shipped_weights(manifest, photo_paths):
     import torch
 
     from pocketgan.bundle import load_bundle
+    from pocketgan.photos import load_rgb
     from pocketgan.runtime import Runtime
     from pocketgan.runtime.imaging import to_model_input
-    from pocketgan.training.photos import load_rgb
 
     b = load_bundle()
     modes = {"separate": ("separate",), "merged": ("merged",), "both": ("separate", "merged")}[
-        manifest["targets"]["onnx"]["concept_mode"]]
+        manifest["targets"]["onnx"]["concept_mode"]
+    ]
     size = manifest["io"]["input"]["shape"][2]
     model_inputs = {p.name: to_model_input(load_rgb(p), size)[0] for p in photo_paths}
     for mode in modes:
@@ -106,7 +106,6 @@ def test_shipped_onnx_matches_the_shipped_weights(manifest, photo_paths):
                 assert psnr(rt.run_tensor(x, concept=name), want) >= 35.0, f"{mode} {name} on {photo}"
 
 
-
 def test_every_stage_of_the_shipped_base_is_alive():
     """No stage of the trained base died and the concept tokens change the output (the
     first shipped base failed this: its dead up1 cut the transformer off)."""
@@ -114,8 +113,8 @@ def test_every_stage_of_the_shipped_base_is_alive():
 
     from pocketgan.bundle import load_bundle
     from pocketgan.models.diagnostics import check_alive
+    from pocketgan.photos import load_rgb, sample_photo_paths
     from pocketgan.runtime.imaging import to_model_input
-    from pocketgan.training.photos import load_rgb, sample_photo_paths
 
     bundle = load_bundle()
     images = torch.cat([torch.from_numpy(to_model_input(load_rgb(p), 256)[0]) for p in sample_photo_paths()])

@@ -26,7 +26,9 @@ def manifest(separate_export):
 def _rgb(path) -> np.ndarray:
     with Image.open(path) as im:
         assert im.mode == "RGB" and im.format == "PNG"
-        assert not {"icc_profile", "gamma", "srgb"} & set(im.info), "no colour chunks: every decoder reads the same bytes"
+        assert not {"icc_profile", "gamma", "srgb"} & set(im.info), (
+            "no colour chunks: every decoder reads the same bytes"
+        )
         return np.asarray(im).copy()
 
 

@@ -106,6 +106,7 @@ def test_augment_argument_errors():
 
 # ---------------------------------------------------------------- perceptual loss
 
+
 @pytest.mark.parametrize("ensemble", [False, True])
 def test_perceptual_zero_for_identical_and_monotonic_in_noise(astronaut, features, ensemble):
     loss = EnsembledPerceptualLoss(features, ensemble=ensemble)
@@ -158,8 +159,13 @@ def test_features_shapes_seeded_and_frozen():
     c = PerceptualFeatures.random(seed=1)
     assert not torch.equal(a.state_dict()["stages.0.0.weight"], c.state_dict()["stages.0.0.weight"])
     feats = a(rand_images(2, 32))
-    assert [tuple(f.shape) for f in feats] == [(2, 32, 32, 32), (2, 64, 16, 16), (2, 96, 8, 8),
-                                               (2, 128, 4, 4), (2, 160, 2, 2)]
+    assert [tuple(f.shape) for f in feats] == [
+        (2, 32, 32, 32),
+        (2, 64, 16, 16),
+        (2, 96, 8, 8),
+        (2, 128, 4, 4),
+        (2, 160, 2, 2),
+    ]
     assert all(not p.requires_grad for p in a.parameters()) and not a.training
 
 
@@ -177,7 +183,9 @@ def test_features_safetensors_round_trip_and_errors(tmp_path, features):
     tensors = dict(features.state_dict())
     tensors["stages.9.0.weight"] = tensors.pop("stages.0.0.weight")
     save_file(tensors, str(tmp_path / "renamed.safetensors"))
-    with pytest.raises(ValueError, match=r"missing keys \['stages.0.0.weight'\].*unexpected keys \['stages.9.0.weight'\]"):
+    with pytest.raises(
+        ValueError, match=r"missing keys \['stages.0.0.weight'\].*unexpected keys \['stages.9.0.weight'\]"
+    ):
         PerceptualFeatures.from_safetensors(tmp_path / "renamed.safetensors")
     with pytest.raises(ValueError, match="shape mismatches"):
         PerceptualFeatures.from_safetensors(path, channels=(32, 64, 96, 128, 256))
@@ -186,6 +194,7 @@ def test_features_safetensors_round_trip_and_errors(tmp_path, features):
 
 
 # ---------------------------------------------------------------- discriminator
+
 
 @pytest.mark.parametrize(("scales", "size"), [(1, 16), (2, 32), (3, 32), (3, 64)])
 def test_discriminator_shapes(scales, size):
@@ -282,8 +291,10 @@ def test_r1_penalty_single_sample_and_differentiable():
     assert not torch.allclose(r1_penalty(disc, changed_cond, changed_real), penalty.detach())
 
 
-@pytest.mark.parametrize(("step", "interval", "due"), [(0, 16, True), (1, 16, False), (15, 16, False),
-                                                        (16, 16, True), (32, 16, True), (3, 1, True), (4, 4, True)])
+@pytest.mark.parametrize(
+    ("step", "interval", "due"),
+    [(0, 16, True), (1, 16, False), (15, 16, False), (16, 16, True), (32, 16, True), (3, 1, True), (4, 4, True)],
+)
 def test_lazy_r1_due(step, interval, due):
     assert lazy_r1_due(step, interval) is due
 

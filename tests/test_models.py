@@ -6,7 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from pocketgan.models import DEFAULT_SIZE, GENERATOR_SIZES, Generator, GeneratorConfig, build_generator, generator_config
+from pocketgan.models import (
+    DEFAULT_SIZE,
+    GENERATOR_SIZES,
+    Generator,
+    GeneratorConfig,
+    build_generator,
+    generator_config,
+)
 from pocketgan.models.attention import Attention
 from pocketgan.models.cost import cost_table, count_macs, format_cost_table, generator_cost, pix2pix_cost
 from pocketgan.models.pix2pix_resnet import Pix2PixResnetGenerator
@@ -129,7 +136,9 @@ def test_lora_targets_are_the_crucial_layers(size, generators):
     for attn in ("self_attn", "cross_attn"):
         for proj in ("to_q", "to_k", "to_v", "to_out"):
             assert f"transformer.{attn}.{proj}" in targets
-    assert {"transformer.mlp.fc1", "transformer.mlp.fc2", "ds.conv", "us.conv", "down1.conv", "up2.conv"} <= set(targets)
+    assert {"transformer.mlp.fc1", "transformer.mlp.fc2", "ds.conv", "us.conv", "down1.conv", "up2.conv"} <= set(
+        targets
+    )
 
 
 def test_pix2pix_peer_has_about_11_4m_params(costs):

@@ -17,11 +17,25 @@ from helpers import REPO_ROOT
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
 # top-level source folder -> the package it installs as
-ROOTS = {"pocketgan": "pocketgan", "export": "pocketgan.export", "runtime": "pocketgan.runtime",
-         "web_demo": "pocketgan.web_demo"}
+ROOTS = {
+    "pocketgan": "pocketgan",
+    "export": "pocketgan.export",
+    "runtime": "pocketgan.runtime",
+    "web_demo": "pocketgan.web_demo",
+}
 COPY_IGNORE = shutil.ignore_patterns(
-    ".venv", ".git", "*.egg-info", "build", "dist", "__pycache__", ".pytest_cache", ".benchmarks",
-    "demo_out", "out", "node_modules", "*.pyc",
+    ".venv",
+    ".git",
+    "*.egg-info",
+    "build",
+    "dist",
+    "__pycache__",
+    ".pytest_cache",
+    ".benchmarks",
+    "demo_out",
+    "out",
+    "node_modules",
+    "*.pyc",
 )
 
 
@@ -48,7 +62,7 @@ def test_every_listed_package_exists():
     for package in SETUPTOOLS["packages"]:
         # resolve through the longest package-dir prefix
         prefix = max((p for p in package_dir if package == p or package.startswith(p + ".")), key=len)
-        suffix = package[len(prefix):].lstrip(".")
+        suffix = package[len(prefix) :].lstrip(".")
         folder = REPO_ROOT / package_dir[prefix]
         if suffix:
             folder = folder.joinpath(*suffix.split("."))
@@ -83,9 +97,22 @@ def installed(tmp_path_factory) -> Path:
     shutil.copytree(REPO_ROOT, copy, ignore=COPY_IGNORE)
     target = root / "site"
     r = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet",
-         "--target", str(target), str(copy)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "--target",
+            str(target),
+            str(copy),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     return target
@@ -99,7 +126,7 @@ runtime_pulled_torch = "torch" in sys.modules
 import pocketgan.export, pocketgan.runtime.backends, pocketgan.bundle, pocketgan.concepts, pocketgan.models
 from pocketgan.runtime.manifest import manifest_schema
 from pocketgan.runtime.session import default_bundle_path
-from pocketgan.training.photos import sample_photo_paths
+from pocketgan.photos import sample_photo_paths
 print(json.dumps({
     "files": {m: sys.modules[m].__file__ for m in ("pocketgan", "pocketgan.runtime", "pocketgan.export",
                                                    "pocketgan.runtime.backends")},

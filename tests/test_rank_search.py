@@ -8,7 +8,12 @@ import torch
 
 from pocketgan.training.data_selection import select_indices
 from pocketgan.training.rank_search import (
-    allocate_ranks, layer_spectra, lora_parameters, rank_costs, search_report, uniform_ranks,
+    allocate_ranks,
+    layer_spectra,
+    lora_parameters,
+    rank_costs,
+    search_report,
+    uniform_ranks,
 )
 
 
@@ -33,14 +38,17 @@ def test_spectra_recover_the_singular_values():
     assert rank_costs(lora) == {"a": 8 * 9 + 16, "b": 8 * 9 + 16}
 
 
-@pytest.mark.parametrize("spectra, budget_rank, expected", [
-    # one layer carries the update: it takes every spare rank
-    ({"a": [4.0, 3.0, 2.0, 1.0], "b": [0.1, 0.0, 0.0, 0.0]}, 2, {"a": 3, "b": 1}),
-    # equal spectra: the budget splits evenly
-    ({"a": [1.0, 1.0, 0.0, 0.0], "b": [1.0, 1.0, 0.0, 0.0]}, 2, {"a": 2, "b": 2}),
-    # budget of rank 1: nothing to allocate beyond the minimum
-    ({"a": [4.0, 3.0, 2.0, 1.0], "b": [1.0, 0.5, 0.0, 0.0]}, 1, {"a": 1, "b": 1}),
-])
+@pytest.mark.parametrize(
+    "spectra, budget_rank, expected",
+    [
+        # one layer carries the update: it takes every spare rank
+        ({"a": [4.0, 3.0, 2.0, 1.0], "b": [0.1, 0.0, 0.0, 0.0]}, 2, {"a": 3, "b": 1}),
+        # equal spectra: the budget splits evenly
+        ({"a": [1.0, 1.0, 0.0, 0.0], "b": [1.0, 1.0, 0.0, 0.0]}, 2, {"a": 2, "b": 2}),
+        # budget of rank 1: nothing to allocate beyond the minimum
+        ({"a": [4.0, 3.0, 2.0, 1.0], "b": [1.0, 0.5, 0.0, 0.0]}, 1, {"a": 1, "b": 1}),
+    ],
+)
 def test_allocation_follows_the_energy_within_budget(spectra, budget_rank, expected):
     costs = {layer: 100 for layer in spectra}
     budget = lora_parameters(uniform_ranks(spectra, budget_rank), costs)
@@ -87,9 +95,16 @@ def test_search_on_a_real_probe(tmp_path):
     assert search_ranks(base, "c", pairs, recipe, train, LossConfig(), None, tmp_path) == result
 
 
-@pytest.mark.parametrize("bad", [
-    dict(rank=0), dict(rank="big"), dict(rank="search", rank_budget=4, probe_rank=4), dict(pairs=0), dict(select="best"),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(rank=0),
+        dict(rank="big"),
+        dict(rank="search", rank_budget=4, probe_rank=4),
+        dict(pairs=0),
+        dict(select="best"),
+    ],
+)
 def test_concept_recipe_validation(bad):
     from pocketgan.training.commands import ConceptRecipe
 

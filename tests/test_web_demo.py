@@ -55,15 +55,19 @@ def _ensure_chromium() -> None:
     apt = shutil.which("apt-get")
     if apt is None or os.geteuid() != 0:
         why = "apt-get is not available" if apt is None else "not root"
-        pytest.skip(f"the browser test needs Debian's chromium at {CHROMIUM}; cannot install it ({why}): "
-                    "apt-get install chromium")
+        pytest.skip(
+            f"the browser test needs Debian's chromium at {CHROMIUM}; cannot install it ({why}): "
+            "apt-get install chromium"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     steps = ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "chromium"])
     for step in steps:
         r = _run(step, timeout=900, env=env)
         if r.returncode != 0:
-            pytest.skip(f"apt-get could not install chromium ({' '.join(step[1:])} exited {r.returncode}): "
-                        f"{(r.stderr or r.stdout)[-400:]}")
+            pytest.skip(
+                f"apt-get could not install chromium ({' '.join(step[1:])} exited {r.returncode}): "
+                f"{(r.stderr or r.stdout)[-400:]}"
+            )
     assert CHROMIUM.exists(), "apt-get installed chromium but /usr/bin/chromium is missing"
 
 
@@ -106,7 +110,7 @@ def web_bundle(tmp_path_factory, source_bundle) -> Path:
 def test_photo(tmp_path_factory) -> Path:
     """A real photo of another size than the model's (letterboxing resamples both ways), as PNG
     so the browser and Pillow decode the same pixels."""
-    from pocketgan.training.photos import sample_photo_paths
+    from pocketgan.photos import sample_photo_paths
 
     path = tmp_path_factory.mktemp("photo") / "chelsea-320x240.png"
     src = next(p for p in sample_photo_paths() if p.stem == "chelsea")
@@ -151,14 +155,27 @@ def test_server_serves_the_page_the_bundle_and_onnxruntime_web(separate_export, 
         assert status == 200 and headers["Content-Type"].startswith("text/html") and b"app.js" in body
         assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
         assert headers["Cross-Origin-Embedder-Policy"] == "require-corp"
-        for path, mime in [("app.js", "text/javascript"), ("pocketgan.js", "text/javascript"),
-                           ("lib/imaging.js", "text/javascript"), ("style.css", "text/css"),
-                           ("ort/ort.wasm.min.mjs", "text/javascript"), ("ort/ort-wasm-simd-threaded.wasm", "application/wasm"),
-                           ("bundle/manifest.json", "application/json")]:
+        for path, mime in [
+            ("app.js", "text/javascript"),
+            ("pocketgan.js", "text/javascript"),
+            ("lib/imaging.js", "text/javascript"),
+            ("style.css", "text/css"),
+            ("ort/ort.wasm.min.mjs", "text/javascript"),
+            ("ort/ort-wasm-simd-threaded.wasm", "application/wasm"),
+            ("bundle/manifest.json", "application/json"),
+        ]:
             status, headers, _ = _get(url + path)
-            assert status == 200 and headers["Content-Type"].startswith(mime), (path, status, headers.get("Content-Type"))
+            assert status == 200 and headers["Content-Type"].startswith(mime), (
+                path,
+                status,
+                headers.get("Content-Type"),
+            )
         m = read_manifest(separate_export)
-        for rel in [m["targets"]["onnx"]["model"], *m["targets"]["onnx"]["adapters"].values(), m["concepts"][0]["golden"]["output"]]:
+        for rel in [
+            m["targets"]["onnx"]["model"],
+            *m["targets"]["onnx"]["adapters"].values(),
+            m["concepts"][0]["golden"]["output"],
+        ]:
             status, _, body = _get(url + "bundle/" + rel)
             assert status == 200 and len(body) == m["artifacts"][rel]["bytes"], rel
     finally:
@@ -172,9 +189,20 @@ def test_server_serves_nothing_else(separate_export, fake_ort, tmp_path):
     (bundle / "notes.txt").write_text("not in the manifest")
     server = _start(bundle, ort=fake_ort)
     try:
-        for path in ["bundle/notes.txt", "bundle/../manifest.json", "bundle/%2e%2e/manifest.json", "package.json",
-                     "package-lock.json", "test/drive.mjs", "node_modules/onnxruntime-web/package.json",
-                     "__init__.py", "README.md", "..%2f..%2fpyproject.toml", "ort/../../pyproject.toml", ".gitignore"]:
+        for path in [
+            "bundle/notes.txt",
+            "bundle/../manifest.json",
+            "bundle/%2e%2e/manifest.json",
+            "package.json",
+            "package-lock.json",
+            "test/drive.mjs",
+            "node_modules/onnxruntime-web/package.json",
+            "__init__.py",
+            "README.md",
+            "..%2f..%2fpyproject.toml",
+            "ort/../../pyproject.toml",
+            ".gitignore",
+        ]:
             status, _, _ = _get(server.url + path)
             assert status == 404, path
     finally:
@@ -198,7 +226,7 @@ def test_server_refuses_bundles_the_page_cannot_run(source_bundle, tmp_path, sep
 
 
 def test_serve_demo_command_line(capsys):
-    from pocketgan.web_demo_server import add_serve_demo_command, cmd_serve_demo
+    from pocketgan.cli.serve import add_serve_demo_command, cmd_serve_demo
 
     parser = argparse.ArgumentParser(prog="pocketgan")
     add_serve_demo_command(parser.add_subparsers(dest="command"))
@@ -215,12 +243,18 @@ def test_page_files_ship_with_the_package():
     import tomllib
 
     setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert setuptools["package-dir"].get("pocketgan.web_demo") == "web_demo", \
+    assert setuptools["package-dir"].get("pocketgan.web_demo") == "web_demo", (
         'add to [tool.setuptools] package-dir: "pocketgan.web_demo" = "web_demo"'
+    )
     assert "pocketgan.web_demo" in setuptools["packages"], 'add "pocketgan.web_demo" to [tool.setuptools] packages'
     globs = setuptools["package-data"].get("pocketgan.web_demo", [])
-    page = [p.relative_to(WEB_DEMO).as_posix() for p in WEB_DEMO.rglob("*")
-            if p.is_file() and p.suffix in (".html", ".js", ".css") and p.relative_to(WEB_DEMO).parts[0] not in ("node_modules", "test")]
+    page = [
+        p.relative_to(WEB_DEMO).as_posix()
+        for p in WEB_DEMO.rglob("*")
+        if p.is_file()
+        and p.suffix in (".html", ".js", ".css")
+        and p.relative_to(WEB_DEMO).parts[0] not in ("node_modules", "test")
+    ]
     assert {"index.html", "app.js", "pocketgan.js", "style.css", "lib/imaging.js"} <= set(page)
     shipped = lambda rel: any(fnmatch.fnmatch(rel, g) and rel.count("/") == g.count("/") for g in globs)  # noqa: E731
     missing = [rel for rel in page + ["package.json", "package-lock.json"] if not shipped(rel)]
@@ -233,15 +267,28 @@ def test_page_files_ship_with_the_package():
 
 def test_js_imaging_is_bit_exact_with_the_python_runtime(tmp_path):
     """lib/imaging.js (letterbox, Pillow's bicubic, [-1, 1] NCHW, crop back) == pocketgan.runtime.imaging."""
+    from pocketgan.photos import load_rgb, sample_photo_paths
     from pocketgan.runtime.imaging import from_model_output, to_model_input
-    from pocketgan.training.photos import load_rgb, sample_photo_paths
 
     node = _node()
     rng = np.random.default_rng(6)
     photo = load_rgb(sample_photo_paths()[0])
-    shapes = [(320, 240, 256), (240, 320, 256), (513, 511, 256), (256, 96, 256), (64, 64, 64), (1, 1, 64),
-              (1000, 37, 64), (37, 1000, 64), (2, 50, 64), (17, 800, 128), (300, 300, 128)]
-    shapes += [(int(rng.integers(1, 700)), int(rng.integers(1, 700)), int(rng.choice([64, 128, 256]))) for _ in range(10)]
+    shapes = [
+        (320, 240, 256),
+        (240, 320, 256),
+        (513, 511, 256),
+        (256, 96, 256),
+        (64, 64, 64),
+        (1, 1, 64),
+        (1000, 37, 64),
+        (37, 1000, 64),
+        (2, 50, 64),
+        (17, 800, 128),
+        (300, 300, 128),
+    ]
+    shapes += [
+        (int(rng.integers(1, 700)), int(rng.integers(1, 700)), int(rng.choice([64, 128, 256]))) for _ in range(10)
+    ]
     cases = []
     for i, (w, h, size) in enumerate(shapes):
         if i % 2:
@@ -253,7 +300,9 @@ def test_js_imaging_is_bit_exact_with_the_python_runtime(tmp_path):
         (tmp_path / f"c{i}.rgb").write_bytes(img.tobytes())
         (tmp_path / f"c{i}.out.f32").write_bytes(y.tobytes())
         cases.append({"name": f"c{i}", "width": w, "height": h, "size": size, "img": img, "y": y})
-    (tmp_path / "cases.json").write_text(json.dumps([{k: c[k] for k in ("name", "width", "height", "size")} for c in cases]))
+    (tmp_path / "cases.json").write_text(
+        json.dumps([{k: c[k] for k in ("name", "width", "height", "size")} for c in cases])
+    )
     r = _run([node, str(WEB_DEMO / "test" / "imaging_check.mjs"), str(tmp_path)], timeout=120)
     assert r.returncode == 0, r.stderr
     for c in cases:
@@ -280,11 +329,14 @@ def test_js_reads_adapters_and_feeds_concepts_like_onnxruntime(tmp_path, separat
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert sorted(summary["removed"]) == sorted(onnx["concept_inputs"])
     assert set(onnx["concept_inputs"]) <= set(summary["inputs"])
-    stripped = ort.InferenceSession(str(tmp_path / "stripped.onnx"), session_options(1), providers=["CPUExecutionProvider"])
+    stripped = ort.InferenceSession(
+        str(tmp_path / "stripped.onnx"), session_options(1), providers=["CPUExecutionProvider"]
+    )
     assert not stripped.get_overridable_initializers()
     assert {i.name for i in stripped.get_inputs()} == {m["io"]["input"]["name"], *onnx["concept_inputs"]}
-    reference = ort.InferenceSession(str(separate_export / onnx["model"]), session_options(1),
-                                     providers=["CPUExecutionProvider"])
+    reference = ort.InferenceSession(
+        str(separate_export / onnx["model"]), session_options(1), providers=["CPUExecutionProvider"]
+    )
     x = next(iter(model_inputs.values()))
     for concept, rel in onnx["adapters"].items():
         tensors = json.loads((tmp_path / f"{concept}.json").read_text())
@@ -311,8 +363,12 @@ def test_js_runtime_refuses_bad_bundles(separate_export):
     assert ok["feeds"] == 1 + len(read_manifest(separate_export)["targets"]["onnx"]["concept_inputs"])
     assert ok["unknownConcept"] == "UnknownConceptError"
     assert {case: result.get("error") for case, result in out.items()} == {
-        "flipped_byte": "ChecksumError", "truncated": "ChecksumError", "newer_format": "UnsupportedFormatError",
-        "merged_only": "TargetNotFoundError", "no_onnx": "TargetNotFoundError", "unlisted": "ManifestError",
+        "flipped_byte": "ChecksumError",
+        "truncated": "ChecksumError",
+        "newer_format": "UnsupportedFormatError",
+        "merged_only": "TargetNotFoundError",
+        "no_onnx": "TargetNotFoundError",
+        "unlisted": "ManifestError",
         "missing_input": "BundleError",
     }
     assert "upgrade" in out["newer_format"]["message"] and "--for web" in out["no_onnx"]["message"]
@@ -321,8 +377,9 @@ def test_js_runtime_refuses_bad_bundles(separate_export):
 # --- the page, in Chromium ----------------------------------------------------------------------
 
 
-def _drive(bundle: Path | None, photo: Path, out: Path, screenshot: Path, *, webcam: bool,
-           concept: str | None = None) -> dict:
+def _drive(
+    bundle: Path | None, photo: Path, out: Path, screenshot: Path, *, webcam: bool, concept: str | None = None
+) -> dict:
     """Serve ``bundle`` (None: the embedded one), drive the page in Chromium, stop serving."""
     server = _start(bundle)
     try:
@@ -333,8 +390,20 @@ def _drive(bundle: Path | None, photo: Path, out: Path, screenshot: Path, *, web
 
 
 def _drive_url(url: str, photo: Path, out: Path, screenshot: Path, *, webcam: bool, concept: str | None = None) -> dict:
-    cmd = [_node(), str(WEB_DEMO / "test" / "drive.mjs"), "--url", url, "--photo", str(photo), "--out", str(out),
-           "--screenshot", str(screenshot), "--chromium", str(CHROMIUM)]
+    cmd = [
+        _node(),
+        str(WEB_DEMO / "test" / "drive.mjs"),
+        "--url",
+        url,
+        "--photo",
+        str(photo),
+        "--out",
+        str(out),
+        "--screenshot",
+        str(screenshot),
+        "--chromium",
+        str(CHROMIUM),
+    ]
     if webcam:
         cmd.append("--webcam")
     if concept:
@@ -342,7 +411,9 @@ def _drive_url(url: str, photo: Path, out: Path, screenshot: Path, *, webcam: bo
     r = _run(cmd, timeout=240, cwd=WEB_DEMO)
     results_file = out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
-    assert r.returncode == 0, f"the page failed in Chromium:\n{r.stderr[-3000:]}\n{json.dumps(results, indent=1)[:3000]}"
+    assert r.returncode == 0, (
+        f"the page failed in Chromium:\n{r.stderr[-3000:]}\n{json.dumps(results, indent=1)[:3000]}"
+    )
     assert not results["errors"], results["errors"]
     # a headless Chromium without a GPU warns "No available adapters." once; nothing else
     assert not [m for m in results["console"] if "No available adapters" not in m], results["console"]
@@ -385,7 +456,7 @@ def test_web_demo_in_chromium(browser_tools, web_bundle, test_photo, tmp_path):
     assert results["concepts"] == results["buttons"] == names == list(CONCEPT_NAMES)
     assert (results["inputName"], results["outputName"]) == (m["io"]["input"]["name"], m["io"]["output"]["name"])
     assert results["backend"] == "wasm" and results["crossOriginIsolated"] is True
-    for concept, edit in results["edits"].items():
+    for edit in results["edits"].values():
         assert (edit["width"], edit["height"]) == (320, 240) and edit["pressed"] == "true"
         assert edit["timings"]["total"] > 0
 
@@ -409,9 +480,13 @@ def test_web_demo_in_chromium(browser_tools, web_bundle, test_photo, tmp_path):
     assert "webcam (" in results["webcam"]["caption"]
     assert results["screenshot"]["concept"] == names[-1] and "frame" in results["screenshot"]["timing"]
     _check_screenshot(screenshot)
-    report = {"bundle": "tiny, pocketgan export --for web", "psnr_db_vs_python_runtime": scores,
-              "golden_psnr_db": {k: v["psnr"] for k, v in golden.items()}, "timings_ms": {
-                  k: v["timings"] for k, v in results["edits"].items()}, "steps_ms": results["steps"]}
+    report = {
+        "bundle": "tiny, pocketgan export --for web",
+        "psnr_db_vs_python_runtime": scores,
+        "golden_psnr_db": {k: v["psnr"] for k, v in golden.items()},
+        "timings_ms": {k: v["timings"] for k, v in results["edits"].items()},
+        "steps_ms": results["steps"],
+    }
     print(json.dumps(report, indent=1))
     _keep_screenshot(screenshot, "web_demo_tiny.png", report)
 
@@ -450,7 +525,11 @@ def test_web_demo_runs_the_default_bundle(browser_tools, test_photo, tmp_path):
     scores = _page_vs_runtime(bundle, test_photo, out, results)
     assert all(db >= PSNR_DB for db in scores.values()), scores
     _check_screenshot(screenshot)
-    report = {"bundle": "embedded default", "psnr_db_vs_python_runtime": scores,
-              "timings_ms": {k: v["timings"] for k, v in results["edits"].items()}, "steps_ms": results["steps"]}
+    report = {
+        "bundle": "embedded default",
+        "psnr_db_vs_python_runtime": scores,
+        "timings_ms": {k: v["timings"] for k, v in results["edits"].items()},
+        "steps_ms": results["steps"],
+    }
     print(json.dumps(report, indent=1))
     _keep_screenshot(screenshot, "web_demo_default.png", report)

@@ -39,7 +39,9 @@ def pix2pix_cost(resolution: int = 256) -> ModelCost:
 
     g = Pix2PixResnetGenerator().eval()
     params = sum(p.numel() for p in g.parameters())
-    return ModelCost("pix2pix-resnet9 (ngf=64)", params, count_macs(g, torch.zeros(1, 3, resolution, resolution)), resolution)
+    return ModelCost(
+        "pix2pix-resnet9 (ngf=64)", params, count_macs(g, torch.zeros(1, 3, resolution, resolution)), resolution
+    )
 
 
 def cost_table(resolution: int = 256) -> list[ModelCost]:

@@ -55,14 +55,20 @@ def token_influence(model: Generator, image: torch.Tensor, tokens_a: torch.Tenso
         return float((model(image, tokens_a) - model(image, tokens_b)).abs().mean())
 
 
-def check_alive(model: Generator, image: torch.Tensor, tokens: dict[str, torch.Tensor], min_positive: float = 0.01) -> dict:
+def check_alive(
+    model: Generator, image: torch.Tensor, tokens: dict[str, torch.Tensor], min_positive: float = 0.01
+) -> dict:
     """Raise ``RuntimeError`` if a stage died or the concept tokens do not change the output."""
     names = sorted(tokens)
     activity = stage_activity(model, image, tokens[names[0]])
     dead = {k: v for k, v in activity.items() if v < min_positive}
     if dead:
         raise RuntimeError(f"generator stages died in training (share of positive activations): {dead}")
-    influence = min((token_influence(model, image, tokens[a], tokens[b]) for a in names for b in names if a < b), default=None)
+    influence = min(
+        (token_influence(model, image, tokens[a], tokens[b]) for a in names for b in names if a < b), default=None
+    )
     if influence is not None and influence < 1e-3:
-        raise RuntimeError(f"the concept tokens barely change the output (mean |diff| {influence:.2e}): cross-attention is dead")
+        raise RuntimeError(
+            f"the concept tokens barely change the output (mean |diff| {influence:.2e}): cross-attention is dead"
+        )
     return {"stage_activity": activity, "min_token_influence": influence}
