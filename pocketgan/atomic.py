@@ -43,14 +43,17 @@ _WINDOWS = sys.platform.startswith("win")
 STRAY_KINDS = ("staging", "ready", "trash")
 
 
-def _fsync_dir(path: Path) -> None:
-    if _WINDOWS:
-        return
+def _fsync_path(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    if not _WINDOWS:
+        _fsync_path(path)
 
 
 def _fsync_tree(root: Path) -> None:
@@ -60,13 +63,8 @@ def _fsync_tree(root: Path) -> None:
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             path = os.path.join(dirpath, name)
-            if os.path.islink(path):
-                continue
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            if not os.path.islink(path):
+                _fsync_path(path)
         _fsync_dir(Path(dirpath))
 
 

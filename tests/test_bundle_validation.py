@@ -514,7 +514,15 @@ ET_CASES = {
     "program_is_a_png": (_replace_bytes(PROGRAM, lambda b: (b / "golden/input.png").read_bytes()), F, F),
     "program_truncated": (_replace_bytes(PROGRAM, lambda b: (b / PROGRAM).read_bytes()[:4096]), F, None),
     "program_symlinked_out": (_symlink_out(PROGRAM), C, C),
+    # 'ET12' -> 'ET1\xb2': ExecuTorch would decode it into an error message and abort
+    "identifier_not_ascii": (_replace_bytes(PROGRAM, lambda b: _flip((b / PROGRAM).read_bytes(), 7, 7)), F, F),
 }
+
+
+def _flip(data: bytes, offset: int, bit: int) -> bytes:
+    out = bytearray(data)
+    out[offset] ^= 1 << bit
+    return bytes(out)
 
 
 @pytest.mark.slow
@@ -530,3 +538,25 @@ def test_executorch_program_checks(tmp_path, et_export, case):
     assert (type(got) if got else None) is runtime_error, got
     got = _raised(lambda: verify_bundle(b))
     assert (type(got) if got else None) is verify_error, got
+
+
+@pytest.fixture(scope="module")
+def default_et_export(tmp_path_factory) -> Path:
+    pytest.importorskip("executorch.runtime")
+    from pocketgan.export import ExportConfig, run_export
+
+    out = tmp_path_factory.mktemp("export-default-et") / "default-et"
+    run_export(ExportConfig(out=out, targets=("executorch",), concepts="separate"))
+    return out
+
+
+@pytest.mark.slow
+def test_a_program_that_aborts_executorch_is_a_typed_error(tmp_path, default_et_export):
+    """One bit of the default bundle's XNNPACK payload (checksum rewritten) makes ExecuTorch's
+    native loader abort the process (XNNCompiler.cpp); the backend's probe process takes the
+    abort and this process gets an ArtifactFormatError. The export is byte-reproducible, so the
+    offset is stable; found by the fuzzer (tests/reliability)."""
+    b = Path(shutil.copytree(default_et_export, tmp_path / "bundle"))
+    _replace_bytes(PROGRAM, lambda b: _flip((b / PROGRAM).read_bytes(), 22192, 6))(b)
+    got = _raised(lambda: Runtime(b, backend="executorch", threads=1))
+    assert type(got) is F and "crashed" in str(got), got

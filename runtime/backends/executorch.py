@@ -10,7 +10,9 @@ private copy of its verified bytes, since ExecuTorch takes it only as a path) wi
 ExecuTorch's internal-consistency verification; every method the manifest names exists
 and takes one float32 ``io.input``-shaped tensor and returns one float32
 ``io.output``-shaped tensor (:class:`InterfaceMismatchError`). A program ExecuTorch cannot
-load, or a method that fails to run, is :class:`ArtifactFormatError` naming the file; an
+load, or a method that fails to run, is :class:`ArtifactFormatError` naming the file (each
+distinct program is first loaded and run in a child process, :mod:`.executorch_probe`, so a
+native abort inside ExecuTorch is a typed error too); an
 output of another shape or dtype is :class:`InterfaceMismatchError`, never a picture.
 
 ExecuTorch is optional: it is imported here, lazily, and a missing install raises
@@ -33,6 +35,7 @@ from pocketgan._quiet import (
     start_executorch_threadpool,
 )
 from pocketgan.runtime.backends import checked_output, library_reason, resolve_target
+from pocketgan.runtime.backends.executorch_probe import probe_program
 from pocketgan.runtime.bundle_files import PrivateCopies, read_artifact
 from pocketgan.runtime.errors import (
     ArtifactFormatError,
@@ -145,6 +148,8 @@ class ExecuTorchBackend:
         """Load ``relpath`` from its verified bytes, then each concept's method, checked."""
         data = read_artifact(self._bundle_dir, manifest, relpath)
         check_pte_identifier(data, relpath)
+        # a native abort in ExecuTorch's loader must not take this process down with it
+        probe_program(data, relpath, list(methods.values()), tuple(self._io[0].shape), data_path)
         try:
             program = runtime.load_program(data, data_path=data_path)
             names = set(program.method_names)

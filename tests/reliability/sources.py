@@ -14,14 +14,16 @@ from pocketgan.runtime import PocketganError, default_bundle_path, open_bundle, 
 EXPORT_TIMEOUT_S = 900
 
 
-def executorch_export(work_dir: Path) -> Path:
-    """An ONNX + ExecuTorch export of the default bundle, cached in ``work_dir/../et-export``
+def executorch_export(work_dir: Path, image_size: int | None = None) -> Path:
+    """An ONNX + ExecuTorch export of the default bundle (at ``image_size``, default the
+    bundle's), cached in ``work_dir/../et-export[-SIZE]``
     (the sections' work directories are siblings, so one export serves them all).
 
     The cache is reused while it still opens on ExecuTorch and verifies with the current
     runtime; otherwise it is exported again (about 40 s and 2 cores).
     """
-    out = Path(work_dir).resolve().parent / "et-export"
+    name = "et-export" if image_size is None else f"et-export-{image_size}"
+    out = Path(work_dir).resolve().parent / name
     if out.is_dir():
         try:
             verify_bundle(out)
@@ -30,8 +32,10 @@ def executorch_export(work_dir: Path) -> Path:
         except PocketganError as e:
             print(f"re-exporting {out}: the cached export no longer opens ({e})", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    log = out.parent / "et-export.log"
+    log = out.parent / f"{name}.log"
     cmd = [sys.executable, "-m", "pocketgan", "export", "--targets", "onnx", "executorch", "--out", str(out)]
+    if image_size is not None:
+        cmd += ["--image-size", str(image_size)]
     print(f"exporting the default bundle for ExecuTorch: {' '.join(cmd[1:])}", flush=True)
     with open(log, "wb") as f:
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=EXPORT_TIMEOUT_S).returncode
