@@ -31,8 +31,9 @@ test-slow: setup
 
 # Reliability (issue 17): >= 10,000 fuzzed ONNX and ExecuTorch bundles, 8-thread concept-swap
 # stress, bad images and killed exports -> docs/reliability.md; fails if any case failed.
-# Scratch and the cached ExecuTorch export live in out/reliability. FUZZ_ARGS="--scale 0.05"
-# gives a quick, smaller run.
+# Scratch and the cached ExecuTorch exports live in out/reliability. About an hour on 2 cores
+# (the 10,000 bundles take most of it); FUZZ_ARGS="--scale 0.05" gives a quick, smaller run,
+# FUZZ_ARGS="--only bundles images" one part.
 fuzz: setup
 	$(BIN)/python -m tests.reliability --out docs/reliability.md $(FUZZ_ARGS)
 

@@ -136,76 +136,16 @@ def test_train_base_then_concept_then_export(datasets, tmp_path):
 
 
 def test_train_concept_refuses_bad_input(datasets, tmp_path, source_bundle, capsys):
-    assert (
-        main(
-            [
-                "train-concept",
-                str(source_bundle),
-                "--data",
-                str(tmp_path),
-                "--name",
-                "x",
-                "--out",
-                str(tmp_path / "o"),
-                *FAST,
-            ]
-        )
-        == 2
-    )
-    assert "not a distill-data dataset" in capsys.readouterr().err
     existing = __import__("pocketgan.bundle", fromlist=["load_bundle"]).load_bundle(source_bundle).concept_names[0]
-    assert (
-        main(
-            [
-                "train-concept",
-                str(source_bundle),
-                "--data",
-                str(datasets["cartoon"]),
-                "--name",
-                existing,
-                "--out",
-                str(tmp_path / "o"),
-                *FAST,
-            ]
-        )
-        == 2
-    )
-    assert "already has a concept" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "train-concept",
-                str(source_bundle),
-                "--data",
-                str(datasets["cartoon"]),
-                "--name",
-                "Bad Name",
-                "--out",
-                str(tmp_path / "o"),
-                *FAST,
-            ]
-        )
-        == 2
-    )
-    assert "invalid concept name" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "train-concept",
-                str(source_bundle),
-                "--data",
-                str(datasets["cartoon"]),
-                "--name",
-                "x",
-                "--out",
-                str(tmp_path / "o"),
-                "--rank",
-                "0",
-                *FAST,
-            ]
-        )
-        == 2
-    )
+    cases = [
+        (tmp_path, "x", "not a distill-data dataset"),
+        (datasets["cartoon"], existing, "already has a concept"),
+        (datasets["cartoon"], "Bad Name", "invalid concept name"),
+    ]
+    for data, name, message in cases:
+        args = ["train-concept", str(source_bundle), "--data", str(data), "--name", name]
+        assert main([*args, "--out", str(tmp_path / "o"), *FAST]) == 2, name
+        assert message in capsys.readouterr().err
 
 
 def _train_concept_cmd(bundle: Path, data: Path, out: Path, *extra: str) -> list[str]:

@@ -32,7 +32,7 @@ import statistics
 from pathlib import Path
 
 from pocketgan.bench.measure import spread, summarize
-from pocketgan.bench.results import finalize, new_record, new_results, validate
+from pocketgan.bench.results import finalize, finished_results, new_record, validate
 
 LOG_NAME = re.compile(
     r"^(?P<model>pocketgan|pix2pix)__(?P<backend>executorch|onnx|coreml)__(?P<precision>fp32|fp16|int8|palettize4)__"
@@ -357,7 +357,7 @@ def android_results(log_dir: Path, bundles: list[Path] = (), *, tolerance: float
     )
     repeats = max((len(r) for c in groups.values() for r in c.values()), default=1)
     config = {"harness": "device_harness/android", **{k: info[k] for k in ("runs", "threads", "repeats") if k in info}}
-    results = new_results(
+    return finished_results(
         "android",
         _android_machine(info, threads),
         command=info.get("command"),
@@ -366,9 +366,6 @@ def android_results(log_dir: Path, bundles: list[Path] = (), *, tolerance: float
         tolerance=tolerance,
         repeats=repeats,
     )
-    finalize(results)
-    validate(results)
-    return results
 
 
 # --- iOS -------------------------------------------------------------------------------------------

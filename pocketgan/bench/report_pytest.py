@@ -278,7 +278,7 @@ def suite_results(data: dict, tolerance: float = 0.10) -> dict:
     """The results document (``schema.json``, derived fields filled and validated) of the JSON
     of ``benchmarks/test_bench_suite.py`` run with ``--benchmark-save-data``; raises
     ``ValueError`` when the per-sample data is missing."""
-    from pocketgan.bench.results import finalize, machine_info, new_results, validate
+    from pocketgan.bench.results import finished_results, machine_info
 
     groups, gemm = _suite_groups(data)
     records = [_suite_record(g, tolerance) for g in groups.values()]
@@ -286,7 +286,7 @@ def suite_results(data: dict, tolerance: float = 0.10) -> dict:
     machine = machine_info(threads)
     machine["date"] = data.get("datetime", machine["date"])
     repeats = max((len(g["latency"]) for g in groups.values()), default=1)
-    results = new_results(
+    return finished_results(
         "host",
         machine,
         command="pytest benchmarks/test_bench_suite.py",
@@ -295,9 +295,6 @@ def suite_results(data: dict, tolerance: float = 0.10) -> dict:
         tolerance=tolerance,
         repeats=repeats,
     )
-    finalize(results)
-    validate(results)
-    return results
 
 
 def run(kind: str, path: Path, out: Path | None = None) -> int:

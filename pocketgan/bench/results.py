@@ -246,6 +246,14 @@ def gemm_peak_for(gemm: dict | None, precision: str) -> float | None:
     return entry.get("peak_gops") if entry else None
 
 
+def finished_results(*args, **kwargs) -> dict:
+    """:func:`new_results` (same arguments), every derived field filled, schema-checked."""
+    results = new_results(*args, **kwargs)
+    finalize(results)
+    validate(results)
+    return results
+
+
 def finalize(results: dict) -> dict:
     """Fill every derived field (ratios, throughput, GEMM share, stability, claims) in place."""
     records = results["records"]

@@ -107,14 +107,7 @@ def search_ranks(
     from dataclasses import replace
 
     from pocketgan.atomic import atomic_write_json
-    from pocketgan.training.rank_search import (
-        allocate_ranks,
-        layer_spectra,
-        lora_parameters,
-        rank_costs,
-        search_report,
-        uniform_ranks,
-    )
+    from pocketgan.training import rank_search as rs
     from pocketgan.training.trainer import train_concept
 
     saved = checkpoint_dir / "search.json" if checkpoint_dir else None
@@ -125,19 +118,19 @@ def search_ranks(
         train, steps=recipe.probe_steps, checkpoint_dir=checkpoint_dir / "probe" if checkpoint_dir else None
     )
     probe = train_concept(
-        base, name, pairs, uniform_ranks(layers, recipe.probe_rank), probe_train, init_tokens=init_tokens, loss=loss
+        base, name, pairs, rs.uniform_ranks(layers, recipe.probe_rank), probe_train, init_tokens=init_tokens, loss=loss
     )
-    spectra, costs = layer_spectra(probe.lora), rank_costs(probe.lora)
-    budget = lora_parameters(uniform_ranks(layers, recipe.rank_budget), costs)
-    ranks = allocate_ranks(spectra, costs, budget)
+    spectra, costs = rs.layer_spectra(probe.lora), rs.rank_costs(probe.lora)
+    budget = rs.lora_parameters(rs.uniform_ranks(layers, recipe.rank_budget), costs)
+    ranks = rs.allocate_ranks(spectra, costs, budget)
     result = {
         "ranks": ranks,
         "budget_parameters": budget,
-        "parameters": lora_parameters(ranks, costs),
+        "parameters": rs.lora_parameters(ranks, costs),
         "probe_rank": recipe.probe_rank,
         "probe_steps": recipe.probe_steps,
         "probe_seconds": probe.training["seconds"],
-        "layers": search_report(spectra, ranks, costs),
+        "layers": rs.search_report(spectra, ranks, costs),
     }
     if saved:
         atomic_write_json(saved, result)
