@@ -24,56 +24,75 @@ import numpy as np
 # installs (no opencv) must still start.
 
 
-def _bgr(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    def wrapped(rgb: np.ndarray) -> np.ndarray:
-        import cv2
+# Every effect takes its spatial parameters (sigma_s, kernel sizes) in pixels of an image whose
+# long side is REFERENCE_SIZE, the size the shipped concepts were distilled at, and scales them by
+# ``scale`` = (long side / REFERENCE_SIZE): the same photo then gets the same look at 256 px and at
+# 12 MP, and the teacher at full resolution is the ground truth of a full-resolution edit. At scale
+# 1 every call is exactly the fixed-parameter effect the datasets were made with.
+# docs/full-resolution.md measures how far each effect is from scale-consistent.
+REFERENCE_SIZE = 256
 
-        return cv2.cvtColor(fn(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)), cv2.COLOR_BGR2RGB)
 
-    return wrapped
+def _odd(size: float, smallest: int = 3) -> int:
+    """The odd kernel size nearest ``size`` (OpenCV's median and threshold kernels must be odd)."""
+    return max(smallest, int(round((size - 1) / 2)) * 2 + 1)
 
 
-def pencil_sketch(bgr: np.ndarray) -> np.ndarray:
+def pencil_sketch(bgr: np.ndarray, scale: float = 1.0) -> np.ndarray:
     import cv2
 
-    gray, _ = cv2.pencilSketch(bgr, sigma_s=40, sigma_r=0.08, shade_factor=0.05)
+    gray, _ = cv2.pencilSketch(bgr, sigma_s=40 * scale, sigma_r=0.08, shade_factor=0.05)
     return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
 
 
-def color_pencil(bgr: np.ndarray) -> np.ndarray:
+def color_pencil(bgr: np.ndarray, scale: float = 1.0) -> np.ndarray:
     import cv2
 
-    return cv2.pencilSketch(bgr, sigma_s=40, sigma_r=0.08, shade_factor=0.05)[1]
+    return cv2.pencilSketch(bgr, sigma_s=40 * scale, sigma_r=0.08, shade_factor=0.05)[1]
 
 
-def stylize(bgr: np.ndarray) -> np.ndarray:
+def stylize(bgr: np.ndarray, scale: float = 1.0) -> np.ndarray:
     import cv2
 
-    return cv2.stylization(bgr, sigma_s=40, sigma_r=0.45)
+    return cv2.stylization(bgr, sigma_s=40 * scale, sigma_r=0.45)
 
 
-def detail_enhance(bgr: np.ndarray) -> np.ndarray:
+def detail_enhance(bgr: np.ndarray, scale: float = 1.0) -> np.ndarray:
     import cv2
 
-    return cv2.detailEnhance(bgr, sigma_s=10, sigma_r=0.15)
+    return cv2.detailEnhance(bgr, sigma_s=10 * scale, sigma_r=0.15)
 
 
-def smooth(bgr: np.ndarray) -> np.ndarray:
+def smooth(bgr: np.ndarray, scale: float = 1.0) -> np.ndarray:
     import cv2
 
-    return cv2.edgePreservingFilter(bgr, flags=cv2.RECURS_FILTER, sigma_s=40, sigma_r=0.4)
+    return cv2.edgePreservingFilter(bgr, flags=cv2.RECURS_FILTER, sigma_s=40 * scale, sigma_r=0.4)
 
 
-def cartoon(bgr: np.ndarray) -> np.ndarray:
+# The bilateral filter costs (kernel side)^2 per pixel: past this scale the colour smoothing runs on
+# the photo shrunk to BILATERAL_MAX_SCALE x REFERENCE_SIZE and is scaled back (the smoothed colour
+# field is flat inside regions); quantisation and the ink outlines stay at full resolution.
+BILATERAL_MAX_SCALE = 4.0
+
+
+def cartoon(bgr: np.ndarray, scale: float = 1.0) -> np.ndarray:
     import cv2
 
+    h, w = bgr.shape[:2]
+    work_scale = min(scale, BILATERAL_MAX_SCALE)
     color = bgr
+    if work_scale < scale:
+        shrink = work_scale / scale
+        color = cv2.resize(bgr, (max(1, round(w * shrink)), max(1, round(h * shrink))), interpolation=cv2.INTER_AREA)
+    diameter = max(3, round(7 * work_scale))
     for _ in range(2):
-        color = cv2.bilateralFilter(color, 7, 60, 7)
+        color = cv2.bilateralFilter(color, diameter, 60, 7 * work_scale)
+    if color.shape[:2] != (h, w):
+        color = cv2.resize(color, (w, h), interpolation=cv2.INTER_LINEAR)
     levels = 6
     color = (np.floor(color.astype(np.float32) / 256 * levels) * (256 / levels) + 128 / levels).astype(np.uint8)
-    gray = cv2.medianBlur(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), 5)
-    edges = cv2.adaptiveThreshold(gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, 9, 4)
+    gray = cv2.medianBlur(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), _odd(5 * scale))
+    edges = cv2.adaptiveThreshold(gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, _odd(9 * scale), 4)
     return cv2.bitwise_and(color, color, mask=edges)
 
 
@@ -101,16 +120,28 @@ class Teacher(Protocol):
 
 @dataclass(frozen=True)
 class ProceduralTeacher:
-    """A named OpenCV effect. ``__call__``: (H, W, 3) uint8 RGB -> same."""
+    """A named OpenCV effect, resolution-aware. ``__call__``: (H, W, 3) uint8 RGB -> same.
+
+    ``effect(bgr, scale)`` takes its spatial parameters in pixels of a ``REFERENCE_SIZE`` image and
+    scales them by ``scale``; ``__call__`` passes ``max(H, W) / REFERENCE_SIZE`` unless told the
+    scale (a crop of a larger photo is edited at the photo's scale, not its own).
+    """
 
     name: str
     description: str
-    effect: Callable[[np.ndarray], np.ndarray]
+    effect: Callable[[np.ndarray, float], np.ndarray]
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+    def __call__(self, rgb: np.ndarray, scale: float | None = None) -> np.ndarray:
+        import cv2
+
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"teacher {self.name!r} needs an H x W x 3 uint8 image, got {rgb.dtype} {rgb.shape}")
-        return _bgr(self.effect)(np.ascontiguousarray(rgb))
+        if scale is None:
+            scale = max(rgb.shape[:2]) / REFERENCE_SIZE
+        if not scale > 0:
+            raise ValueError(f"teacher {self.name!r}: scale must be positive, got {scale!r}")
+        bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+        return cv2.cvtColor(self.effect(bgr, float(scale)), cv2.COLOR_BGR2RGB)
 
     def edit(self, images: list[np.ndarray], seeds: list[int] | None = None) -> list[np.ndarray]:
         """The :class:`Teacher` interface: each (H, W, 3) uint8 RGB image -> same shape, uint8 RGB.
