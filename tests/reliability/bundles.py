@@ -76,6 +76,7 @@ REGISTRY = {
     "content.plain": (content.plain, BOTH, 3, True),
     "content.rehashed": (content.rehashed, BOTH, 3, True),
     "content.adapter": (content.adapter, ONNX, 4, True),
+    "content.upsampler": (content.upsampler, BOTH, 2, True),
     "content.adapter_fp16": (content.adapter_dtype, ONNX, 1, True),
     "content.onnx_model": (content.onnx_model, ONNX, 2, True),
     "content.pte": (content.pte, ET, 4, False),  # a broken program may take ExecuTorch down

@@ -54,14 +54,21 @@ class Source:
         return f"../../{SOURCES_DIR}/{self.name}/{rel}"
 
 
+def upsampler_files(manifest: dict) -> list[str]:
+    """The concepts' full-resolution stage weights, which every backend reads at open."""
+    return [c["upsampler"] for c in manifest["concepts"] if "upsampler" in c]
+
+
 def target_files(manifest: dict, target: str) -> list[str]:
     """The artifacts a backend reads when it opens ``targets[target]`` (separate mode)."""
     t = manifest["targets"].get(target, {})
     if target == "onnx":
-        return [t["model"], *t["adapters"].values()] if "model" in t else []
-    files = [t[k] for k in ("program", "merged_program") if k in t]
-    ext = t.get("external_data")
-    return files + ([ext["data"], *ext["programs"].values()] if ext else [])
+        files = [t["model"], *t["adapters"].values()] if "model" in t else []
+    else:
+        files = [t[k] for k in ("program", "merged_program") if k in t]
+        ext = t.get("external_data")
+        files += [ext["data"], *ext["programs"].values()] if ext else []
+    return files + upsampler_files(manifest)
 
 
 @dataclass

@@ -55,7 +55,8 @@ def rehashed(src: Source, rng: random.Random) -> Case:
     if op in ("bitflip", "append"):
         case.expect, case.static = EITHER, False
     else:
-        case.static = rel.endswith(".onnx_adapter")  # models and programs need loading to tell
+        # adapters and stage weights are checked without a model; models and programs need loading
+        case.static = rel.endswith(".onnx_adapter") or rel.startswith("upsampler/")
     case.detail = f"{op} {rel} (re-hashed)"
     return case
 
@@ -199,3 +200,45 @@ def pte(src: Source, rng: random.Random) -> Case:
     case.put(src, rel, bytes(data), rehash=True)
     case.detail = f"{op} in {rel} (re-hashed)"
     return case
+
+
+def _upsampler_edit(tensors: dict[str, np.ndarray], rng: random.Random) -> tuple[dict, str]:
+    name = rng.choice(sorted(tensors))
+    op = rng.choice(["drop", "extra", "reshape", "nan", "inf", "eps"])
+    out = dict(tensors)
+    if op == "drop":
+        del out[name]
+    elif op == "extra":
+        out["mlp.3.weight"] = np.zeros((3, 3), np.float32)
+    elif op == "reshape":
+        out[name] = np.zeros(tensors[name].size + rng.randrange(1, 5), np.float32)
+    elif op == "eps":  # exp(log_eps) must stay in (1e-8, 1)
+        name, out["log_eps"] = "log_eps", np.array([rng.choice([0.5, 30.0, -40.0])], np.float32)
+    else:
+        out[name] = tensors[name].copy()
+        out[name].flat[rng.randrange(tensors[name].size)] = np.nan if op == "nan" else np.inf
+    return out, f"{op} {name}"
+
+
+def upsampler(src: Source, rng: random.Random) -> Case:
+    """A concept's full-resolution stage weights, re-hashed, no longer what ``upsampler`` calls for:
+    a tensor dropped, added or reshaped, a non-finite value, an eps out of range, another dtype."""
+    from safetensors.numpy import load, save
+
+    case = Case("content.upsampler")
+    files = upsampler_files_of(src)
+    if not files:  # a bundle made before the stage: nothing to mutate
+        return plain(src, rng)
+    rel = rng.choice(files)
+    tensors = load((src.path / rel).read_bytes())
+    if rng.random() < 0.15:
+        new, what = {k: v.astype(np.float16) for k, v in tensors.items()}, "float16"
+    else:
+        new, what = _upsampler_edit(tensors, rng)
+    case.put(src, rel, save(new), rehash=True)
+    case.detail = f"{rel}: {what} (re-hashed)"
+    return case
+
+
+def upsampler_files_of(src: Source) -> list[str]:
+    return [rel for rel in src.used if rel.startswith("upsampler/")]

@@ -24,6 +24,8 @@ def _int_fields(src: Source, m: dict, rng: random.Random, *, semantic: bool) -> 
     fields = [("format_version",), ("concepts", c, "ranks", layer)]
     fields += [("io", io, "shape", i) for io in ("input", "output") for i in range(4)]
     fields += [("artifacts", rel, "bytes") for rel in src.used]
+    if "upsampler" in m:  # the weights' shapes follow hidden; radius is bounded 1..64
+        fields += [("upsampler", "hidden"), ("upsampler", "radius")]
     onnx = m["targets"].get("onnx")
     if onnx and "concept_inputs" in onnx:
         name = rng.choice(sorted(onnx["concept_inputs"]))
@@ -180,7 +182,7 @@ def unknown_key(src: Source, rng: random.Random) -> Case:
     """An unknown key where the format defines every key (the schema says additionalProperties: false)."""
     case = Case("manifest.unknown_key")
     m = case.m(src)
-    where = rng.choice(_STRICT + [("targets", src.name)])
+    where = rng.choice(_STRICT + [("targets", src.name)] + ([("upsampler",)] if "upsampler" in m else []))
     if where == ("artifacts", None):
         where = ("artifacts", rng.choice(src.used))
     key = rng.choice(["x", "extra", "__proto__", "format_version ", "Format", "model", "sha256_"])
@@ -217,6 +219,8 @@ def missing_key(src: Source, rng: random.Random) -> Case:
     m = case.m(src)
     t = src.name
     options = _REQUIRED + [("targets", t), ("targets", t, "concept_mode"), ("artifacts", rng.choice(src.used))]
+    if "upsampler" in m:  # the stage is all or nothing
+        options += [("upsampler",), ("concepts", rng.randrange(len(m["concepts"])), "upsampler")]
     if t == "onnx":
         options += [
             ("targets", t, "model"),

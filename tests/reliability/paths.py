@@ -92,7 +92,16 @@ def wrong_kind(src: Source, rng: random.Random) -> Case:
     ]
     if "executorch" in m["targets"]:
         options += [("executorch", ("program",), onnx["model"]), ("executorch", ("program",), picture)]
+    if "upsampler" in m:  # a concept's stage weights: every backend reads them, verify_bundle too
+        c = rng.randrange(len(m["concepts"]))
+        for new in (onnx["adapters"][adapter], onnx["model"], picture):
+            options.append((None, ("concepts", c, "upsampler"), new))
     target, key, new = rng.choice(options)
+    if target is None:
+        m["concepts"][key[1]]["upsampler"] = new
+        case.expect, case.static = REJECT, True
+        case.detail = f"concepts[{key[1]}].upsampler -> {new}"
+        return case
     holder = m["targets"][target]
     for k in key[:-1]:
         holder = holder[k]
