@@ -39,6 +39,7 @@ def run_demo(
     edits_dir = out / "edits"
     rows = _edit_photos(runtime, edits_dir, progress)
     _contact_sheet(rows, ["photo", *runtime.concepts]).save(out / "contact_sheet.jpg", quality=90)
+    _full_resolution_sheet(runtime, rows).save(out / "full_resolution.png")
 
     progress("measuring latency")
     table, latency_ms = _latency_table(runtime, exported, manifest, threads=threads, rounds=rounds)
@@ -52,7 +53,7 @@ def run_demo(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     progress("\n" + table)
-    progress(f"\nwrote {out}/edits/*.jpg, contact_sheet.jpg, latency.md, summary.json")
+    progress(f"\nwrote {out}/edits/*.jpg, contact_sheet.jpg, full_resolution.png, latency.md, summary.json")
     return summary
 
 
@@ -97,6 +98,8 @@ def _latency_table(runtime, exported: Path, manifest: Manifest, *, threads: int,
     swap_ms = median_ms(lambda: [runtime.set_concept(n) for n in names], rounds=rounds * 10) / len(names)
     base_bytes = manifest.artifacts[manifest.base_weights].bytes
     adapter_bytes = max(manifest.artifacts[p].bytes for p in manifest.onnx.adapters.values())
+    stages = [c.upsampler for c in manifest.concepts if c.upsampler]
+    stage_bytes = max((manifest.artifacts[p].bytes for p in stages), default=0)
     size = manifest.input_size
     table = "\n".join(
         [
@@ -108,6 +111,9 @@ def _latency_table(runtime, exported: Path, manifest: Manifest, *, threads: int,
             f"| set_concept | {swap_ms * 1000:.1f} µs | {swap_ms / open_ms:.5f}x open |",
             f"| concept adapter file / base weights | {adapter_bytes / 1024:.1f} KiB / {base_bytes / 1024:.0f} KiB | "
             f"{adapter_bytes / base_bytes:.4f} |",
+            f"| concept adapter + full-resolution stage / base weights | "
+            f"{(adapter_bytes + stage_bytes) / 1024:.1f} KiB / {base_bytes / 1024:.0f} KiB | "
+            f"{(adapter_bytes + stage_bytes) / base_bytes:.4f} |",
         ]
     )
     return table, {"torch_eager": eager_ms, "onnx": ort_ms, "open": open_ms, "set_concept": swap_ms}
@@ -126,4 +132,27 @@ def _contact_sheet(rows: list[list[np.ndarray]], labels: list[str], cell: int = 
             tile = Image.fromarray(img)
             tile.thumbnail((cell, cell))
             sheet.paste(tile, (j * cell + (cell - tile.width) // 2, pad + i * cell + (cell - tile.height) // 2))
+    return sheet
+
+
+def _full_resolution_sheet(runtime, rows: list[list[np.ndarray]], side: int = 160) -> Image.Image:
+    """For the largest sample photo: a ``side`` px crop at the photo's own resolution of every
+    concept's edit, the old bicubic upscale path (top row) against the full-resolution path
+    (bottom row), so the difference in detail is visible."""
+    from PIL import ImageDraw
+
+    photo = max((row[0] for row in rows), key=lambda rgb: rgb.shape[0] * rgb.shape[1])
+    h, w = photo.shape[:2]
+    top, left = max(0, h // 2 - side // 2), max(0, w // 2 - side // 2)
+    names = list(runtime.concepts)
+    pad = 18
+    sheet = Image.new("RGB", (90 + side * len(names), pad + 2 * side), "white")
+    draw = ImageDraw.Draw(sheet)
+    for j, concept in enumerate(names):
+        draw.text((90 + j * side + 4, 3), concept, fill="black")
+        for i, resolution in enumerate(("upscale", "full")):
+            edited = runtime.edit(photo, concept=concept, resolution=resolution)
+            sheet.paste(Image.fromarray(edited[top : top + side, left : left + side]), (90 + j * side, pad + i * side))
+    for i, label in enumerate(("upscale", "full")):
+        draw.text((4, pad + i * side + side // 2), label, fill="black")
     return sheet

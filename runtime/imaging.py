@@ -291,3 +291,13 @@ def from_model_output(y: np.ndarray, placement: Placement, *, as_image: bool = F
         return edited if as_image else _to_array(edited)
     except MemoryError:
         raise ImageTooLargeError(f"an edited image of {p.width}x{p.height} does not fit in memory") from None
+
+
+def model_crops(x: np.ndarray, y: np.ndarray, placement: Placement) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The photo's part of the model's input ``x`` and output ``y`` ((1, 3, S, S) in [-1, 1]):
+    (3, h, w) float32 photo and edit with values 0..1, and the edit as (h, w, 3) uint8."""
+    p = placement
+    rows, cols = slice(p.top, p.top + p.inner_height), slice(p.left, p.left + p.inner_width)
+    low_photo = (x[0, :, rows, cols] + 1.0) * 0.5
+    edit = np.clip(np.rint((y[0, :, rows, cols] + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return low_photo.astype(np.float32), edit.astype(np.float32) / 255, np.ascontiguousarray(edit.transpose(1, 2, 0))

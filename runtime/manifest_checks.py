@@ -39,6 +39,7 @@ def check_semantics(m: dict) -> None:
     _check_io(m)
     _check_base(m)
     _check_concepts(m)
+    _check_upsampler(m)
     targets = m["targets"]
     if "onnx" in targets:
         _check_onnx(m, targets["onnx"], names)
@@ -115,6 +116,25 @@ def _check_concepts(m: dict) -> None:
         over = {k: r for k, r in c["ranks"].items() if r > pattern[k]}
         if over:
             raise fail(f"concept {c['name']!r} has ranks above the bundle's rank pattern: {over}", f"{where}.ranks")
+
+
+def _check_upsampler(m: dict) -> None:
+    """The full-resolution stage is all or nothing: with a top-level ``upsampler`` every concept
+    names its weights file (listed in ``artifacts``), without one none does."""
+    has = [("upsampler" in c) for c in m["concepts"]]
+    if "upsampler" not in m:
+        if any(has):
+            raise fail("concepts name upsampler weights but the bundle has no top-level upsampler", "upsampler")
+        return
+    for i, c in enumerate(m["concepts"]):
+        if "upsampler" not in c:
+            raise fail(
+                f"concept {c['name']!r} has no upsampler weights (the bundle has an upsampler)", f"concepts[{i}]"
+            )
+        _need(m, c["upsampler"], f"concepts[{i}].upsampler", f"concept {c['name']!r} upsampler")
+    paths = [c["upsampler"] for c in m["concepts"]]
+    if len(set(paths)) != len(paths):
+        raise fail("two concepts share one upsampler file", "concepts")
 
 
 def _same_concepts(names: list[str], mapping: Mapping, field: str, *, distinct: bool = True) -> None:

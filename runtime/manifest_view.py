@@ -106,6 +106,15 @@ class Golden:
 
 
 @dataclass(frozen=True)
+class UpsamplerInfo:
+    """The manifest's ``upsampler``: the full-resolution stage every concept's weights follow."""
+
+    kind: str
+    radius: int
+    hidden: int
+
+
+@dataclass(frozen=True)
 class ConceptEntry:
     name: str
     description: str
@@ -115,6 +124,8 @@ class ConceptEntry:
     files: ConceptFiles | None = None
     golden: Golden | None = None
     training: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: the concept's full-resolution stage weights (None: a bundle made before it)
+    upsampler: str | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping) -> ConceptEntry:
@@ -127,6 +138,7 @@ class ConceptEntry:
             ConceptFiles(**d["files"]) if "files" in d else None,
             Golden(**d["golden"]) if "golden" in d else None,
             freeze(d.get("training", {})),
+            d.get("upsampler"),
         )
 
 
@@ -303,6 +315,8 @@ class Manifest:
     targets: Mapping[str, Target]
     artifacts: Mapping[str, Artifact]
     raw: dict = field(repr=False)
+    #: the full-resolution stage's settings (None: a bundle made before it)
+    upsampler: UpsamplerInfo | None = None
 
     @classmethod
     def from_dict(cls, data: Any, *, validate: bool = True) -> Manifest:
@@ -336,6 +350,7 @@ class Manifest:
             ),
             artifacts=MappingProxyType({p: Artifact.from_entry(p, a) for p, a in raw.get("artifacts", {}).items()}),
             raw=raw,
+            upsampler=UpsamplerInfo(**raw["upsampler"]) if "upsampler" in raw else None,
         )
 
     def to_dict(self) -> dict:

@@ -16,9 +16,11 @@ from pocketgan.runtime.imaging import (
     check_image,
     check_max_pixels,
     from_model_output,
+    model_crops,
     to_model_input,
 )
 from pocketgan.runtime.manifest import Manifest, read_manifest
+from pocketgan.runtime.upsampling import GuidedUpsampling, check_resolution, guided_upsample, load_upsamplers
 
 
 def default_bundle_path() -> Path:
@@ -39,6 +41,9 @@ class Runtime:
         concept: the concept active after opening; default the manifest's first.
         max_pixels: largest ``width * height`` that ``edit`` accepts (``ImageTooLargeError``
             past it); ``None``: no limit. See docs/runtime.md, "Image limits".
+        upsampling: settings of the full-resolution path (``edit(resolution="full")``) for every
+            concept; default: each concept's learned stage from the bundle, or the plain guided
+            filter (:class:`~pocketgan.runtime.upsampling.GuidedUpsampling`) for bundles without.
     """
 
     def __init__(
@@ -50,6 +55,7 @@ class Runtime:
         concept_mode: str = "auto",
         concept: str | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        upsampling: GuidedUpsampling | None = None,
     ) -> None:
         self.max_pixels = check_max_pixels(max_pixels)
         self.path = Path(bundle) if bundle is not None else default_bundle_path()
@@ -59,6 +65,12 @@ class Runtime:
         if not self.concepts:
             raise UnknownConceptError(f"bundle {self.path} has no concepts")
         self.input_size: int = self.manifest.input_size
+        #: per concept, how ``edit(resolution="full")`` lifts the model's edit to the photo's size
+        self.upsampling: dict[str, GuidedUpsampling] = (
+            load_upsamplers(self.path, self.manifest)
+            if upsampling is None
+            else dict.fromkeys(self.concepts, upsampling)
+        )
         self._backend: Backend = create_backend(
             backend, self.path, self.manifest, threads=threads, concept_mode=concept_mode
         )
@@ -91,20 +103,37 @@ class Runtime:
             self._backend.activate(name)
             self._concept = name
 
-    def edit(self, image, *, concept: str | None = None):
+    def edit(self, image, *, concept: str | None = None, resolution: str = "full"):
         """Edit one photo with the active concept (or ``concept`` for this call only).
 
         Args:
             image: a ``PIL.Image`` (any mode Pillow can convert to RGB) or an (H, W, 3)
                 uint8 RGB array (any strides), up to ``max_pixels`` pixels. Memory: the result
-                plus a few MB; the photo is resized a strip at a time.
+                plus a few tens of MB; the photo is processed a strip at a time.
+            resolution: ``"full"`` (default): the photo's size, with the photo's own detail
+                (guided upsampling, docs/full-resolution.md); ``"upscale"``: the photo's size,
+                the model's output resized bicubically (cheaper, soft); ``"model"``: the model's
+                working size, aspect kept (the fast mode for camera previews).
         Returns:
-            the edited image, same type and size as ``image`` (PIL images come back RGB).
+            the edited image, same type as ``image`` (PIL images come back RGB); the photo's size,
+            or for ``"model"`` the photo's size scaled to fit the model's input.
         """
         name = self._check_concept(concept) if concept is not None else self._concept
+        check_resolution(resolution)
         image = check_image(image, max_pixels=self.max_pixels)
+        as_image = isinstance(image, Image.Image)
         x, placement = to_model_input(image, self.input_size)
-        return from_model_output(self._backend.run(x, name), placement, as_image=isinstance(image, Image.Image))
+        y = self._backend.run(x, name)
+        if resolution == "upscale":
+            return from_model_output(y, placement, as_image=as_image)
+        low_photo, low_edit, at_model_size = model_crops(x, y, placement)
+        if resolution == "model" or (placement.inner_height, placement.inner_width) == (
+            placement.height,
+            placement.width,
+        ):
+            return Image.fromarray(at_model_size) if as_image else at_model_size
+        edited = guided_upsample(image, low_photo, low_edit, self.upsampling[name])
+        return Image.fromarray(edited) if as_image else edited
 
     def run_tensor(self, x: np.ndarray, *, concept: str | None = None) -> np.ndarray:
         """Raw model call: (1, 3, S, S) float32 in [-1, 1] -> same shape, no resizing."""

@@ -11,6 +11,9 @@ running a model or importing torch.
   (:func:`pocketgan.runtime.backends.coreml.check_package`). Core ML itself runs only on
   macOS, where the backend checks each function's inputs and outputs when it opens.
 - Every package or program path the manifest names stays inside the bundle.
+- The full-resolution stage: every concept's ``upsampler`` file is a float32 safetensors file
+  holding exactly the tensors the manifest's ``upsampler`` calls for
+  (:func:`pocketgan.runtime.upsampling.load_upsamplers`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ def verify_exports(bundle_dir: Path, manifest: Manifest) -> None:
     from pocketgan.runtime.backends.coreml import check_package
     from pocketgan.runtime.backends.executorch import check_pte_identifier
     from pocketgan.runtime.backends.onnx import verify_onnx_export
+    from pocketgan.runtime.upsampling import load_upsamplers
 
+    load_upsamplers(bundle_dir, manifest)
     verify_onnx_export(bundle_dir, manifest)
     et = manifest.executorch
     if et is not None:

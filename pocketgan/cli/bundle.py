@@ -17,6 +17,7 @@ from pocketgan.cli.flags import add_config_flags, config_kwargs
 from pocketgan.runtime.errors import PocketganError
 from pocketgan.runtime.imaging import DEFAULT_MAX_PIXELS
 from pocketgan.runtime.targets import TARGETS
+from pocketgan.runtime.upsampling import RESOLUTIONS
 
 if TYPE_CHECKING:
     from pocketgan.runtime.manifest_view import Manifest
@@ -164,7 +165,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         photo = open_image(image_path, max_pixels=args.max_pixels)  # typed errors: unreadable, too large
         for concept in concepts:
             runtime.set_concept(concept)
-            edited = runtime.edit(photo)
+            edited = runtime.edit(photo, resolution=args.resolution)
             target = target_of(image_path, concept)
             edited.save(target)
             progress(f"{image_path} --{concept}--> {target}")
@@ -219,6 +220,14 @@ def register(sub) -> None:
         default=DEFAULT_MAX_PIXELS,
         help="refuse a photo with more pixels than this, read from its header before decoding "
         f"(default {DEFAULT_MAX_PIXELS:,}; memory grows about 9 bytes a pixel)",
+    )
+    s.add_argument(
+        "--resolution",
+        default="full",
+        choices=list(RESOLUTIONS),
+        help="full (default): the photo's size, with its detail (guided upsampling); upscale: the photo's "
+        "size, the model's edit resized bicubically; model: the model's working size (fast previews). "
+        "See docs/full-resolution.md",
     )
     s.set_defaults(func=cmd_edit)
 

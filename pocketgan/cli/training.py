@@ -278,10 +278,33 @@ def add_evaluate_command(sub) -> None:
     s.set_defaults(func=cmd_evaluate)
 
 
+def cmd_train_upsampler(args: argparse.Namespace) -> int:
+    from pocketgan.full_resolution.train import UpsamplerTrainingConfig, run_train_upsampler
+
+    config = UpsamplerTrainingConfig(**config_kwargs(args, UpsamplerTrainingConfig), bundle=args.bundle)
+    record = run_train_upsampler(config)
+    print(json.dumps(record["concepts"], indent=2))
+    return 0
+
+
+def add_train_upsampler_command(sub) -> None:
+    from pocketgan.full_resolution.train import UpsamplerTrainingConfig
+
+    s = sub.add_parser(
+        "train-upsampler",
+        help="train each concept's full-resolution stage against its teacher at full size",
+        description="Train each concept's learned guided-filter stage (docs/full-resolution.md).",
+    )
+    s.add_argument("bundle", nargs="?", type=Path, help="source bundle (default: the embedded one)")
+    add_config_flags(s, UpsamplerTrainingConfig, skip=("bundle",))
+    s.set_defaults(func=cmd_train_upsampler)
+
+
 def register(sub) -> None:
     """Add the training commands to the CLI's subparsers."""
     add_distill_data_parser(sub)
     add_training_commands(sub)
+    add_train_upsampler_command(sub)
     add_study_command(sub)
     add_evaluate_command(sub)
 

@@ -50,6 +50,9 @@ class Concept:
         tokens: float32 (T, D) embedding the transformer block cross-attends to.
         description: one line for humans and app UIs.
         teacher: how the training pairs were made.
+        upsampler: the concept's learned full-resolution stage
+            (:meth:`pocketgan.models.guided_upsampler.GuidedUpsampler.tensors`), or None; saved by
+            the bundle (``upsampler/<name>.safetensors``), not in the concept's directory.
     """
 
     name: str
@@ -58,6 +61,7 @@ class Concept:
     description: str = ""
     teacher: str = ""
     training: dict = field(default_factory=dict)
+    upsampler: dict[str, torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         validate_concept_name(self.name)

@@ -203,7 +203,7 @@ def run_train_concept(
     if search:
         concept.training["rank_search"] = {k: v for k, v in search.items() if k != "layers"}
     concepts = [c for c in source.concepts if c.name != name] + [concept]
-    save_bundle(Bundle.from_parts(source.size, base, concepts), out)
+    save_bundle(Bundle.from_parts(source.size, base, concepts, upsampler=source.upsampler), out)
     if ckpt and ckpt.exists():
         shutil.rmtree(ckpt)
     return concept.training
