@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -19,14 +20,17 @@ def executorch_export(work_dir: Path, image_size: int | None = None) -> Path:
     bundle's), cached in ``work_dir/../et-export[-SIZE]``
     (the sections' work directories are siblings, so one export serves them all).
 
-    The cache is reused while it still opens on ExecuTorch and verifies with the current
-    runtime; otherwise it is exported again (about 40 s and 2 cores).
+    The cache is reused while it holds the default bundle's current source files (base,
+    concepts, full-resolution stages) and still opens on ExecuTorch and verifies with the
+    current runtime; otherwise it is exported again (about 40 s and 2 cores).
     """
     name = "et-export" if image_size is None else f"et-export-{image_size}"
     out = Path(work_dir).resolve().parent / name
     if out.is_dir():
         try:
             verify_bundle(out)
+            if _source_files(out) != _source_files(default_bundle_path()):
+                raise PocketganError("the default bundle's base, concepts or stages changed since")
             open_bundle(out, backend="executorch", threads=1)
             return out
         except PocketganError as e:
@@ -42,6 +46,12 @@ def executorch_export(work_dir: Path, image_size: int | None = None) -> Path:
     if rc != 0:
         raise RuntimeError(f"pocketgan export failed with exit code {rc}; see {log}")
     return out
+
+
+def _source_files(bundle: Path) -> dict[str, str]:
+    """sha256 of the files an export is made from (everything but the targets and goldens)."""
+    artifacts = json.loads((Path(bundle) / "manifest.json").read_text())["artifacts"]
+    return {rel: a["sha256"] for rel, a in artifacts.items() if rel.split("/")[0] in ("base", "concepts", "upsampler")}
 
 
 def copy_sources(work_dir: Path) -> dict[str, Path]:
