@@ -132,8 +132,7 @@ class Runtime:
             placement.width,
         ):
             return Image.fromarray(at_model_size) if as_image else at_model_size
-        edited = guided_upsample(image, low_photo, low_edit, self.upsampling[name])
-        return Image.fromarray(edited) if as_image else edited
+        return guided_upsample(image, low_photo, low_edit, self.upsampling[name], as_image=as_image)
 
     def run_tensor(self, x: np.ndarray, *, concept: str | None = None) -> np.ndarray:
         """Raw model call: (1, 3, S, S) float32 in [-1, 1] -> same shape, no resizing."""

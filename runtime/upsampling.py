@@ -24,15 +24,16 @@ from PIL import Image
 
 from pocketgan.runtime.errors import ArtifactFormatError, ImageTooLargeError
 
-# Pixels per strip of the full-resolution pass: about 1 Mpx x 12 float32 planes = 48 MB at most.
-_STRIP_PIXELS = 1 << 20
+# Pixels per strip of the full-resolution pass: 256 kpx x about 16 float32 planes of temporaries,
+# some 16 MB; small enough not to add to the peak, large enough that the per-strip overhead is noise.
+_STRIP_PIXELS = 1 << 18
 
 RESOLUTIONS = ("full", "upscale", "model")
 """What ``Runtime.edit(resolution=...)`` accepts:
 
 - ``"full"``: the photo's own size, detail lifted from the photo (:func:`guided_upsample`);
-- ``"upscale"``: the photo's own size, the model's output resized bicubically (the pre-0.2 path;
-  cheapest at full size, soft);
+- ``"upscale"``: the photo's own size, the model's output resized bicubically (what every edit
+  was before the stage; cheapest at full size, soft);
 - ``"model"``: the model's working size (the photo scaled to fit the model's square, aspect kept):
   the fast mode for camera previews drawn at screen size.
 """
@@ -166,7 +167,9 @@ def _strip_rows(image, y0: int, y1: int) -> np.ndarray:
     return rows.astype(np.float32).transpose(2, 0, 1) * np.float32(1 / 255)
 
 
-def guided_upsample(image, low_photo: np.ndarray, low_edit: np.ndarray, settings: GuidedUpsampling) -> np.ndarray:
+def guided_upsample(
+    image, low_photo: np.ndarray, low_edit: np.ndarray, settings: GuidedUpsampling, *, as_image: bool = False
+):
     """The edit at the photo's own size.
 
     Args:
@@ -175,21 +178,22 @@ def guided_upsample(image, low_photo: np.ndarray, low_edit: np.ndarray, settings
         low_photo, low_edit: (3, h, w) float32, values 0..1: the photo as the model saw it (its
             letterbox crop) and the model's edit of it, h x w the photo's size at the model's scale.
         settings: window radius, regulariser and the concept's learned correction.
+        as_image: return a PIL image (written a strip at a time, never also held as an array).
     Returns:
-        (H, W, 3) uint8 RGB, the photo's size.
+        (H, W, 3) uint8 RGB, or a ``PIL.Image`` in mode RGB, the photo's size.
     """
-    return apply_coefficients(image, settings.coefficients(low_photo, low_edit))
+    return apply_coefficients(image, settings.coefficients(low_photo, low_edit), as_image=as_image)
 
 
-def apply_coefficients(image, coefficients: np.ndarray) -> np.ndarray:
+def apply_coefficients(image, coefficients: np.ndarray, *, as_image: bool = False):
     """The full-resolution pass: ``coefficients`` ((6, h, w) float32, ``A`` then ``b``) sampled
     bilinearly at every pixel of ``image`` (checked, any size) and applied, a strip of rows at a
-    time; returns (H, W, 3) uint8 RGB."""
+    time; returns (H, W, 3) uint8 RGB (a PIL RGB image when ``as_image``)."""
     height, width = (image.height, image.width) if isinstance(image, Image.Image) else image.shape[:2]
     planes = [Image.fromarray(plane) for plane in coefficients]  # mode "F"
     h, w = coefficients.shape[1:]
     try:
-        out = np.empty((height, width, 3), np.uint8)
+        out = Image.new("RGB", (width, height)) if as_image else np.empty((height, width, 3), np.uint8)
     except MemoryError:
         raise ImageTooLargeError(f"an edited image of {width}x{height} does not fit in memory") from None
     step = max(1, _STRIP_PIXELS // width)
@@ -199,7 +203,11 @@ def apply_coefficients(image, coefficients: np.ndarray) -> np.ndarray:
         box = (0.0, y0 * h / height, float(w), y1 * h / height)
         lifted = np.stack([np.asarray(p.resize((width, y1 - y0), Image.Resampling.BILINEAR, box=box)) for p in planes])
         edit = lifted[:3] * _strip_rows(image, y0, y1) + lifted[3:]
-        out[y0:y1] = np.clip(edit * 255 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+        rgb = np.clip(edit * 255 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+        if as_image:
+            out.paste(Image.fromarray(np.ascontiguousarray(rgb)), (0, y0))
+        else:
+            out[y0:y1] = rgb
     return out
 
 
