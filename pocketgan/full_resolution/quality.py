@@ -30,7 +30,7 @@ from PIL import Image
 from pocketgan.atomic import atomic_write_bytes, atomic_write_json
 from pocketgan.full_resolution.photos import HELD_OUT, photo_paths
 from pocketgan.runtime import open_bundle
-from pocketgan.runtime.imaging import model_crops, to_model_input
+from pocketgan.runtime.imaging import from_model_output, model_crops, to_model_input
 from pocketgan.runtime.upsampling import GuidedUpsampling, guided_upsample
 
 
@@ -66,7 +66,7 @@ def score_photo(runtime, concept: str, photo: np.ndarray, teacher, settings: Gui
     full = guided_upsample(photo, low_photo, low_edit, settings)
     full_seconds = time.perf_counter() - t0
     plain = guided_upsample(photo, low_photo, low_edit, GuidedUpsampling())
-    upscale = np.asarray(Image.fromarray(at_model).resize(photo.shape[1::-1], Image.Resampling.BICUBIC))
+    upscale = from_model_output(y, placement)  # the runtime's own upscale path
     teacher_full, teacher_low = teacher(photo), teacher(low_input)
     lap_teacher = laplacian_variance(teacher_full)
     row = {"photo_size": list(photo.shape[1::-1]), "upsample_seconds": round(full_seconds, 3)}
