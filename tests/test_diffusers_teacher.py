@@ -17,39 +17,11 @@ import pytest
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
+from pocketgan.diffusion_editor.tokenizer import write_byte_tokenizer  # noqa: E402
 from pocketgan.training.diffusers_teacher import DiffusersTeacher, TeacherLoadError  # noqa: E402
 from pocketgan.training.teachers import ProceduralTeacher, Teacher, teacher_from_spec  # noqa: E402
 
 TOKENS = 16  # tokenizer model_max_length == text encoder max_position_embeddings
-
-
-def _bytes_to_unicode() -> list[str]:
-    """CLIP's byte -> printable-character table (the byte-level BPE alphabet)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
-def write_tiny_tokenizer(folder: Path) -> Path:
-    """vocab.json (special tokens + every byte character, bare and word-final) + a few merges."""
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = _bytes_to_unicode()
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in chars:
-        vocab[c] = len(vocab)
-    for c in chars:
-        vocab[c + "</w>"] = len(vocab)
-    merges = [("t", "h"), ("th", "e</w>"), ("i", "t</w>")]
-    for a, b in merges:
-        vocab[a + b] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
-    return folder
 
 
 def tiny_pipeline(kind: str, workdir: Path, seed: int = 0):
@@ -105,7 +77,7 @@ def tiny_pipeline(kind: str, workdir: Path, seed: int = 0):
         )
     ).eval()
     tokenizer = CLIPTokenizer.from_pretrained(
-        write_tiny_tokenizer(workdir / f"tokenizer-{kind}"), model_max_length=TOKENS
+        write_byte_tokenizer(workdir / f"tokenizer-{kind}"), model_max_length=TOKENS
     )
     scheduler = EulerAncestralDiscreteScheduler() if ip2p else DDIMScheduler()
     cls = StableDiffusionInstructPix2PixPipeline if ip2p else StableDiffusionImg2ImgPipeline

@@ -300,9 +300,44 @@ def add_train_upsampler_command(sub) -> None:
     s.set_defaults(func=cmd_train_upsampler)
 
 
+def cmd_train_teacher(args: argparse.Namespace) -> int:
+    from pocketgan.diffusion_editor.pipeline import EditorArchitecture
+    from pocketgan.diffusion_editor.train import TeacherTrainingConfig, train_teacher
+
+    arch = EditorArchitecture(**config_kwargs(args, EditorArchitecture))
+    summary = train_teacher(TeacherTrainingConfig(**config_kwargs(args, TeacherTrainingConfig), arch=arch))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _train_teacher_flags(s: argparse.ArgumentParser) -> None:
+    from pocketgan.diffusion_editor.pipeline import EditorArchitecture
+    from pocketgan.diffusion_editor.train import TeacherTrainingConfig
+
+    add_config_flags(s, TeacherTrainingConfig, skip=("arch",))
+    add_config_flags(
+        s.add_argument_group("architecture (fixed for a run)"),
+        EditorArchitecture,
+        options={"prediction_type": {"choices": ["epsilon", "v_prediction", "sample"]}},
+    )
+
+
+def add_train_teacher_command(sub) -> None:
+    s = sub.add_parser(
+        "train-teacher",
+        help="train the diffusion photo editor (colorize, restore) that concepts are distilled from",
+        description="Train an InstructPix2Pix-style pixel-space diffusion editor on real photos "
+        "(docs/diffusion-teacher.md). Resumable: rerun the same command. "
+        "Data-parallel on GPUs: accelerate launch -m pocketgan train-teacher ...",
+    )
+    defer(s, _train_teacher_flags)
+    s.set_defaults(func=cmd_train_teacher, interrupted="the last checkpoint is kept, rerun the same command to resume")
+
+
 def register(sub) -> None:
     """Add the training commands to the CLI's subparsers."""
     add_distill_data_parser(sub)
+    add_train_teacher_command(sub)
     add_training_commands(sub)
     add_train_upsampler_command(sub)
     add_study_command(sub)

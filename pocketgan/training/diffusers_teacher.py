@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,12 +213,16 @@ class DiffusersTeacher:
             raise ImportError(
                 f"diffusion teachers need diffusers and transformers: pip install 'pocketgan[diffusion]' ({e})"
             ) from e
+        # pocketgan's own pipeline components (the pixel-space "VAE" of the editor trained
+        # here): diffusers loads a component class only from a module already imported
+        import pocketgan.diffusion_editor.pixel_space  # noqa: F401
+
         ip2p = self.kind == "instruct-pix2pix"
         cls = StableDiffusionInstructPix2PixPipeline if ip2p else StableDiffusionImg2ImgPipeline
         # use_safetensors: never unpickle a downloaded or copied .bin (it can run code on load);
         # every component's weights must be safetensors, else from_pretrained raises OSError.
         kwargs: dict[str, Any] = {
-            "torch_dtype": getattr(torch, self.dtype),
+            "dtype": getattr(torch, self.dtype),
             "safety_checker": None,
             "requires_safety_checker": False,
             "use_safetensors": True,
@@ -224,7 +230,8 @@ class DiffusersTeacher:
         local = _local_directory(self.model)
         if local is not None:
             try:
-                pipe = cls.from_pretrained(str(local), local_files_only=True, **kwargs)
+                with _quiet_loading():
+                    pipe = cls.from_pretrained(str(local), local_files_only=True, **kwargs)
             except (OSError, ValueError) as e:
                 raise TeacherLoadError(
                     f"could not load a {self.kind} pipeline from {local}: {e}{_pickle_hint(e)}"
@@ -276,6 +283,27 @@ class DiffusersTeacher:
                 rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BICUBIC), dtype=np.uint8)
             edited.append(np.ascontiguousarray(rgb))
         return edited
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Loading without diffusers' and transformers' per-component bars and type notes (a
+    pipeline with pocketgan's pixel-space VAE is "unexpected" to them, and fine)."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    bars = (dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled())
+    levels = (dlog.get_verbosity(), tlog.get_verbosity())
+    dlog.disable_progress_bar(), tlog.disable_progress_bar()
+    dlog.set_verbosity_error(), tlog.set_verbosity_error()
+    try:
+        yield
+    finally:
+        dlog.set_verbosity(levels[0]), tlog.set_verbosity(levels[1])
+        if bars[0]:
+            dlog.enable_progress_bar()
+        if bars[1]:
+            tlog.enable_progress_bar()
 
 
 def _pickle_hint(error: Exception) -> str:

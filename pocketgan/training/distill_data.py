@@ -7,8 +7,9 @@ GPUs and nodes; each rank writes its own index file). See docs/distill-data.md.
 Layout of ``out/``::
 
     dataset.json              the configuration (teacher source, prompt, size, seed, ...)
-    images/<key>.input.png    the (size, size, 3) RGB crop of the photo
+    images/<key>.input.png    the (size, size, 3) RGB crop of the photo (after --input-transform)
     images/<key>.target.png   the teacher's edit of it, same size
+    images/<key>.original.png the crop before --input-transform (only with one)
     index-rank<R>.jsonl       one JSON line per finished pair, written by rank R
 
 ``python -m pocketgan.training.distill_data --help`` lists the options.
@@ -29,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from pocketgan.atomic import atomic_write_bytes, atomic_write_json
+from pocketgan.diffusion_editor.tasks import TRANSFORMS, apply_transform, transform_seed
 from pocketgan.photos import load_rgb
 from pocketgan.training.distill_plan import (
     crop_photo,
@@ -45,7 +47,16 @@ DATASET_FILE = "dataset.json"
 IMAGES_DIR = "images"
 INDEX_FIELDS = ("key", "input", "target", "photo", "crop", "seed", "teacher")
 # dataset.json fields that must match for a resume: they change the pairs themselves
-RESUME_FIELDS = ("format_version", "teacher", "teacher_settings", "prompt", "size", "crops_per_photo", "seed")
+RESUME_FIELDS = (
+    "format_version",
+    "teacher",
+    "teacher_settings",
+    "prompt",
+    "size",
+    "crops_per_photo",
+    "seed",
+    "input_transform",
+)
 _INDEX_NAME = re.compile(r"^index-rank(\d+)\.jsonl$")
 
 
@@ -76,6 +87,14 @@ class DistillDataConfig:
     limit: int | None = field(
         default=None, metadata={"help": "Use at most this many photos (the first in sorted order)."}
     )
+    input_transform: str | None = field(
+        default=None,
+        metadata={
+            "help": "Turn each crop into the task's input before the teacher sees it: grayscale (colorize) or "
+            "degrade (restore: seeded blur, noise, JPEG). The clean crop is kept as <key>.original.png.",
+            "choices": ("grayscale", "degrade"),
+        },
+    )
     progress: bool = field(default=True, metadata={"help": "Show a tqdm bar (pairs done / total, ETA, skipped)."})
     teacher_options: dict[str, Any] = field(
         default_factory=dict,
@@ -94,6 +113,8 @@ class DistillDataConfig:
             raise ValueError(f"crops_per_photo must be >= 1, got {self.crops_per_photo}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.input_transform is not None and self.input_transform not in TRANSFORMS:
+            raise ValueError(f"input_transform must be one of {TRANSFORMS} (or None), got {self.input_transform!r}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1 (or None for all photos), got {self.limit}")
         self.teacher_options = dict(self.teacher_options or {})
@@ -236,6 +257,7 @@ def _dataset_record(config: DistillDataConfig, teacher: Teacher) -> dict[str, An
         "size": config.size,
         "crops_per_photo": config.crops_per_photo,
         "seed": config.seed,
+        "input_transform": config.input_transform,
         "photos": str(config.photos),
         "images": f"{IMAGES_DIR}/<key>.input.png, {IMAGES_DIR}/<key>.target.png",
         "index": "index-rank<R>.jsonl",
@@ -313,7 +335,7 @@ def _remove_stale_temps(images: Path, keys: set[str]) -> None:
     for name in os.listdir(images):
         if name.startswith(".") and name.endswith(".tmp"):
             base = name[1:].split(".png.", 1)[0]  # ".<key>.input.png.<random>.tmp"
-            key = base.removesuffix(".input").removesuffix(".target")
+            key = base.removesuffix(".input").removesuffix(".target").removesuffix(".original")
             if key in keys:
                 (images / name).unlink(missing_ok=True)
 
@@ -329,27 +351,36 @@ def _teacher_for(config: DistillDataConfig, state: Any) -> Teacher:
 
 
 def _edit_batch(teacher: Teacher, config: DistillDataConfig, chunk: list, cache: dict) -> list[tuple]:
-    """[(item, input, target)] of one batch: (size, size, 3) uint8 crops and their edits.
-    ``cache`` holds the last photo read (items come in photo order)."""
-    inputs = []
+    """[(item, input, target, original or None)] of one batch: (size, size, 3) uint8 crops, their
+    edits, and the crops before the input transform. ``cache`` holds the last photo read
+    (items come in photo order)."""
+    inputs, originals = [], []
     for it in chunk:
         if cache.get("path") != it.photo:
             cache.update(path=it.photo, rgb=load_rgb(it.photo))
-        inputs.append(crop_photo(cache["rgb"], config.size, it.crop, config.seed, it.key))
+        crop = crop_photo(cache["rgb"], config.size, it.crop, config.seed, it.key)
+        if config.input_transform:
+            originals.append(crop)
+            crop = apply_transform(config.input_transform, crop, transform_seed(it.key, config.seed))
+        else:
+            originals.append(None)
+        inputs.append(crop)
     targets = teacher.edit(inputs, [it.seed for it in chunk])
     if len(targets) != len(chunk):
         raise RuntimeError(f"teacher {teacher.name!r} returned {len(targets)} images for {len(chunk)}")
     out = []
-    for it, x, y in zip(chunk, inputs, targets):
+    for it, x, y, original in zip(chunk, inputs, targets, originals):
         y = np.asarray(y)
         if y.shape != x.shape or y.dtype != np.uint8:
             raise RuntimeError(f"teacher {teacher.name!r} returned {y.dtype} {y.shape} for a {x.shape} uint8 input")
-        out.append((it, x, y))
+        out.append((it, x, y, original))
     return out
 
 
-def _write_pair(out: Path, index, it, x: np.ndarray, y: np.ndarray, source: str) -> None:
-    """Both PNGs of a pair, then its index line (a pair is finished once its line is on disk)."""
+def _write_pair(
+    out: Path, index, it, x: np.ndarray, y: np.ndarray, source: str, original: np.ndarray | None = None
+) -> None:
+    """The pair's PNGs, then its index line (a pair is finished once its line is on disk)."""
     entry = {
         "key": it.key,
         "input": f"{IMAGES_DIR}/{it.key}.input.png",
@@ -359,6 +390,9 @@ def _write_pair(out: Path, index, it, x: np.ndarray, y: np.ndarray, source: str)
         "seed": it.seed,
         "teacher": source,
     }
+    if original is not None:
+        entry["original"] = f"{IMAGES_DIR}/{it.key}.original.png"
+        atomic_write_bytes(out / entry["original"], encode_png(original))
     atomic_write_bytes(out / entry["input"], encode_png(x))
     atomic_write_bytes(out / entry["target"], encode_png(y))
     index.write(json.dumps(entry, ensure_ascii=False) + "\n")
@@ -410,8 +444,8 @@ def generate_pairs(
     ):
         bar.set_postfix(skipped=skipped)
         for at in range(0, len(todo), batch):
-            for it, x, y in _edit_batch(teacher, config, todo[at : at + batch], cache):
-                _write_pair(out, index, it, x, y, teacher.source)
+            for it, x, y, original in _edit_batch(teacher, config, todo[at : at + batch], cache):
+                _write_pair(out, index, it, x, y, teacher.source, original)
                 written += 1
                 bar.update(1)
     return {
