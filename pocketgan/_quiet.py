@@ -45,6 +45,12 @@ HARMLESS_LOG_MESSAGES: dict[str, tuple[str, ...]] = {
     # the ONNX exporter lists torchvision's operators it cannot register; pocketgan's
     # models use none of them.
     "torch.onnx._internal.exporter._registration": (r"torchvision is not installed\. Skipping torchvision::",),
+    # diffusers' and transformers' imports (the diffusion teacher): no torchvision, so the
+    # CLIP / SigLIP image processors fall back to their PIL versions, which pocketgan's
+    # pipelines do not use (no safety checker, no image encoder); and diffusers' torchao
+    # quantizer cannot import torchao's CUDA tensor types, which no pocketgan pipeline loads.
+    "transformers.utils.import_utils": (r"^`\w+ImageProcessor` requires torchvision \(not installed\)",),
+    "diffusers.quantizers.torchao.torchao_quantizer": (r"^Unable to import `torchao` Tensor objects",),
     # coremltools on Linux: no Core ML framework to run models (conversion works; pocketgan
     # runs Core ML only on macOS), no scikit-learn converter (unused), and torch newer than
     # it was tested with (every export is parity-checked against PyTorch instead).

@@ -8,7 +8,6 @@ encode/decode, seeded sampling, save_pretrained / from_pretrained) runs in well 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

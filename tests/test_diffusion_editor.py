@@ -91,6 +91,7 @@ def test_pixel_space_autoencoder_is_lossless(patch):
         {"attention_blocks": 3, "channels": (16, 32)},
         {"head_dim": 40},
         {"prediction_type": "flow"},
+        {"prediction_type": "v_prediction"},  # residual needs sample
         {"text_width": 12},
     ],
 )
@@ -218,3 +219,17 @@ def test_train_concept_distils_the_teacher(tmp_path, source_bundle, colorize_dat
     assert "colorize" in bundle.concept_names
     assert record["steps"] == 2
     assert bundle.concept("colorize").teacher.startswith("diffusers:instruct-pix2pix:")
+
+
+def test_report_helpers_score_colour_and_draw_grids():
+    import skimage.data
+
+    from pocketgan.diffusion_editor.report import colourfulness, grid, nlm
+
+    photo = skimage.data.astronaut()[:64, :64]
+    assert colourfulness(grayscale(photo)) == pytest.approx(0.0, abs=1e-9)
+    assert colourfulness(photo) > 20
+    noisy = apply_transform("degrade", photo, 7)
+    assert _psnr(nlm(noisy, 6), photo) > _psnr(noisy, photo) - 3  # a denoiser, not a wrecker
+    sheet = grid({"input": [photo] * 2, "output": [photo] * 2}, rows=2, tile=32)
+    assert sheet.size == (64, 18 + 64)

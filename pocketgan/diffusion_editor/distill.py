@@ -122,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rank", type=int, default=1, help="LoRA rank (default 1, the bundle's other concepts')")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args(argv)
+    from pocketgan._quiet import quiet_library_logs, quiet_library_warnings
+
+    quiet_library_logs()  # before torchao and diffusers are imported
+    quiet_library_warnings()
     import torch
 
     torch.set_num_threads(args.threads)

@@ -27,16 +27,20 @@ class EditorArchitecture:
 
     patch_size: int = field(default=4, metadata={"help": "Pixels per UNet position, per side (a power of two)."})
     channels: tuple[int, ...] = field(
-        default=(64, 128, 128, 192), metadata={"help": "UNet block widths; resolution halves between blocks."}
+        default=(128, 128, 192, 256), metadata={"help": "UNet block widths; resolution halves between blocks."}
     )
-    layers_per_block: int = field(default=2, metadata={"help": "ResNet layers per UNet block."})
+    layers_per_block: int = field(default=1, metadata={"help": "ResNet layers per UNet block."})
     attention_blocks: int = field(
         default=1, metadata={"help": "How many of the lowest-resolution blocks carry self/cross attention."}
     )
     head_dim: int = field(default=32, metadata={"help": "Attention head width."})
     text_width: int = field(default=64, metadata={"help": "Text encoder width (= UNet cross-attention width)."})
     text_layers: int = field(default=2, metadata={"help": "Text encoder transformer layers."})
-    prediction_type: str = field(default="v_prediction", metadata={"help": "epsilon | v_prediction | sample."})
+    residual: bool = field(
+        default=True,
+        metadata={"help": "The UNet adds the input photo to its output (see residual_unet.py); use with sample."},
+    )
+    prediction_type: str = field(default="sample", metadata={"help": "epsilon | v_prediction | sample."})
     train_timesteps: int = field(default=1000, metadata={"help": "DDPM training timesteps."})
 
     def __post_init__(self) -> None:
@@ -53,6 +57,8 @@ class EditorArchitecture:
             raise ValueError(f"head_dim {self.head_dim} must divide the attention blocks' widths {self.channels}")
         if self.text_width <= 0 or self.text_width % 8:
             raise ValueError(f"text_width must be a positive multiple of 8, got {self.text_width}")
+        if self.residual and self.prediction_type != "sample":
+            raise ValueError("residual: the UNet's output is an image, so prediction_type must be sample")
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
             raise ValueError(f"prediction_type must be epsilon, v_prediction or sample, got {self.prediction_type!r}")
 
@@ -91,12 +97,14 @@ def build_pipeline(arch: EditorArchitecture, seed: int = 0) -> Any:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from pocketgan.diffusion_editor.pixel_space import PixelSpaceAutoencoder
+    from pocketgan.diffusion_editor.residual_unet import ResidualUNet2DConditionModel
     from pocketgan.diffusion_editor.tokenizer import vocab_size, write_byte_tokenizer
 
     torch.manual_seed(seed)
     n = len(arch.channels)
     attn = [i >= n - arch.attention_blocks for i in range(n)]
-    unet = UNet2DConditionModel(
+    unet_class = ResidualUNet2DConditionModel if arch.residual else UNet2DConditionModel
+    unet = unet_class(
         sample_size=64 // arch.patch_size,
         in_channels=2 * 3 * arch.patch_size**2,
         out_channels=3 * arch.patch_size**2,

@@ -40,7 +40,7 @@ RESUMABLE_CHANGES = ("steps", "checkpoint_every", "progress", "threads")
 @dataclass
 class TeacherTrainingConfig:
     out: Path = field(metadata={"help": "Run folder: created, or resumed when it holds a checkpoint."})
-    steps: int = field(default=4000, metadata={"help": "Optimizer steps in all (a resume continues up to this)."})
+    steps: int = field(default=1500, metadata={"help": "Optimizer steps in all (a resume continues up to this)."})
     batch_size: int = field(default=8, metadata={"help": "Crops per step and rank."})
     crop: int = field(default=128, metadata={"help": "Training crop side, pixels (a multiple of the UNet's)."})
     view: int = field(
@@ -49,7 +49,7 @@ class TeacherTrainingConfig:
             "help": "Crops are windows of a random `view`-px square of a photo: the scale distill-data edits at."
         },
     )
-    lr: float = field(default=2e-4, metadata={"help": "AdamW learning rate (after a linear warm-up)."})
+    lr: float = field(default=3e-4, metadata={"help": "AdamW learning rate (after a linear warm-up)."})
     warmup: int = field(default=200, metadata={"help": "Warm-up steps."})
     ema_decay: float = field(default=0.999, metadata={"help": "EMA decay of the saved weights."})
     drop: float = field(default=0.05, metadata={"help": "Probability of each condition drop (text, image, both)."})
@@ -220,11 +220,11 @@ class _Run:
         # the pipeline with the EMA weights: what distill-data loads
         live = {k: v.detach().clone() for k, v in unet.state_dict().items()}
         unet.load_state_dict(self.ema)
-        from diffusers.utils import logging as diffusers_logging
+        from pocketgan.training.diffusers_teacher import quiet_pipeline_io
 
-        diffusers_logging.disable_progress_bar()  # a "writing shards" bar per checkpoint would break the step bar
         try:
-            with atomic_directory(self.config.out / "pipeline") as staging:
+            # quiet: a "writing shards" bar per checkpoint would break the step bar
+            with atomic_directory(self.config.out / "pipeline") as staging, quiet_pipeline_io():
                 self.pipe.save_pretrained(staging, safe_serialization=True)
                 (staging / "pocketgan-teacher.json").write_text(
                     json.dumps({"step": self.step, "run": self.config.to_json()}, indent=1), encoding="utf-8"

@@ -216,6 +216,7 @@ class DiffusersTeacher:
         # pocketgan's own pipeline components (the pixel-space "VAE" of the editor trained
         # here): diffusers loads a component class only from a module already imported
         import pocketgan.diffusion_editor.pixel_space  # noqa: F401
+        import pocketgan.diffusion_editor.residual_unet  # noqa: F401
 
         ip2p = self.kind == "instruct-pix2pix"
         cls = StableDiffusionInstructPix2PixPipeline if ip2p else StableDiffusionImg2ImgPipeline
@@ -230,7 +231,7 @@ class DiffusersTeacher:
         local = _local_directory(self.model)
         if local is not None:
             try:
-                with _quiet_loading():
+                with quiet_pipeline_io():
                     pipe = cls.from_pretrained(str(local), local_files_only=True, **kwargs)
             except (OSError, ValueError) as e:
                 raise TeacherLoadError(
@@ -286,9 +287,10 @@ class DiffusersTeacher:
 
 
 @contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """Loading without diffusers' and transformers' per-component bars and type notes (a
-    pipeline with pocketgan's pixel-space VAE is "unexpected" to them, and fine)."""
+def quiet_pipeline_io() -> Iterator[None]:
+    """Loading or saving a pipeline without diffusers' and transformers' per-component bars
+    and type notes (a pipeline with pocketgan's pixel-space VAE is "unexpected" to them, and
+    fine)."""
     from diffusers.utils import logging as dlog
     from transformers.utils import logging as tlog
 
