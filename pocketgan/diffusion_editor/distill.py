@@ -33,21 +33,6 @@ DESCRIPTIONS = {
 }
 
 
-def write_photos(folder: Path) -> int:
-    """The editor's training photos as PNGs in ``folder`` (idempotent)."""
-    from pocketgan.atomic import atomic_write_bytes
-    from pocketgan.diffusion_editor.photos import training_photos
-    from pocketgan.training.distill_data import encode_png
-
-    folder.mkdir(parents=True, exist_ok=True)
-    photos = training_photos()
-    for i, rgb in enumerate(photos):
-        path = folder / f"photo-{i:03d}.png"
-        if not path.exists():
-            atomic_write_bytes(path, encode_png(rgb))
-    return len(photos)
-
-
 def teacher_options(steps: int, batch_size: int) -> dict:
     """How distill-data samples the editor: DDIM, no guidance (the editor is trained for
     exactly these tasks; guidance would triple the cost and push colours past the photos')."""
@@ -55,9 +40,11 @@ def teacher_options(steps: int, batch_size: int) -> dict:
 
 
 def make_datasets(teacher: Path, work: Path, crops: int, steps: int, batch_size: int) -> dict[str, Path]:
+    from pocketgan.diffusion_editor.photos import training_photos
+    from pocketgan.training.default_bundle import write_training_photos
     from pocketgan.training.distill_data import DistillDataConfig, generate_pairs
 
-    count = write_photos(work / "photos")
+    count = write_training_photos(work / "photos", training_photos())
     print(f"{count} training photos, {crops} crops each", flush=True)
     data = {}
     for task in TASKS:

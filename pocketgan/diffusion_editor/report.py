@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -83,16 +82,6 @@ def _mean_scores(outputs: list[np.ndarray], references: list[np.ndarray]) -> dic
     }
 
 
-def _median_seconds(fn, rounds: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure_task(task: str, squares: dict[str, np.ndarray], pipeline: Path, runtime, steps: tuple[int, ...]) -> dict:
     names = sorted(squares)
     clean = [squares[n] for n in names]
@@ -135,12 +124,13 @@ def measure_task(task: str, squares: dict[str, np.ndarray], pipeline: Path, runt
 def measure_latency(pipeline: Path, bundle_dir: Path, rounds: int) -> dict:
     import torch
 
+    from pocketgan.bench.measure import median_ms
     from pocketgan.bundle import load_bundle
     from pocketgan.runtime import open_bundle
 
     photo = np.full((SIZE, SIZE, 3), 128, np.uint8)
     teacher = _teacher(pipeline, "restore", DEFAULT_STEPS)
-    teacher_s = _median_seconds(lambda: teacher.edit([photo], [0]), max(1, rounds // 10))
+    teacher_ms = median_ms(lambda: teacher.edit([photo], [0]), rounds=max(1, rounds // 10), warmup=1)
     model = load_bundle(bundle_dir).model_for("restore").eval()
     x = torch.zeros(1, 3, SIZE, SIZE)
 
@@ -148,17 +138,17 @@ def measure_latency(pipeline: Path, bundle_dir: Path, rounds: int) -> dict:
         with torch.inference_mode():
             model(x)
 
-    torch_s = _median_seconds(student_torch, rounds)
+    torch_ms = median_ms(student_torch, rounds=rounds, warmup=1)
     runtime = open_bundle(bundle_dir, concept="restore")
-    onnx_s = _median_seconds(lambda: runtime.edit(photo, resolution="model"), rounds)
+    onnx_ms = median_ms(lambda: runtime.edit(photo, resolution="model"), rounds=rounds, warmup=1)
     return {
         "threads": torch.get_num_threads(),
-        "teacher_pytorch_ms": round(teacher_s * 1e3, 1),
+        "teacher_pytorch_ms": round(teacher_ms, 1),
         "teacher_steps": DEFAULT_STEPS,
-        "student_pytorch_ms": round(torch_s * 1e3, 2),
-        "student_onnx_ms": round(onnx_s * 1e3, 2),
-        "ratio_pytorch": round(teacher_s / torch_s, 1),
-        "ratio_teacher_pytorch_vs_student_onnx": round(teacher_s / onnx_s, 1),
+        "student_pytorch_ms": round(torch_ms, 2),
+        "student_onnx_ms": round(onnx_ms, 2),
+        "ratio_pytorch": round(teacher_ms / torch_ms, 1),
+        "ratio_teacher_pytorch_vs_student_onnx": round(teacher_ms / onnx_ms, 1),
     }
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -292,11 +292,3 @@ def train_teacher(config: TeacherTrainingConfig) -> dict[str, Any]:
         "losses": run.losses[-5:],
         "pipeline": str(config.out / "pipeline"),
     }
-
-
-def config_from_json(out: Path, data: dict[str, Any]) -> TeacherTrainingConfig:
-    known = {f.name for f in fields(TeacherTrainingConfig)}
-    return TeacherTrainingConfig(out=out, **{k: v for k, v in data.items() if k in known})
-
-
-__all__ = ["TeacherTrainingConfig", "train_teacher", "config_from_json", "asdict"]

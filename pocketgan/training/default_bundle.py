@@ -84,14 +84,14 @@ def make_pairs(name: str, photos: list[np.ndarray], count: int, size: int, seed:
     return PairSet(np.stack(crops), np.stack([teacher(c) for c in crops]))
 
 
-def write_training_photos(folder: Path) -> int:
-    """The offline training photos as PNGs in ``folder`` (idempotent)."""
+def write_training_photos(folder: Path, photos: list[np.ndarray] | None = None) -> int:
+    """``photos`` (default: the offline training photos at 640 px) as PNGs in ``folder`` (idempotent)."""
     from pocketgan.atomic import atomic_write_bytes
     from pocketgan.photos import training_photos
     from pocketgan.training.distill_data import encode_png
 
     folder.mkdir(parents=True, exist_ok=True)
-    photos = training_photos(max_side=640)
+    photos = training_photos(max_side=640) if photos is None else photos
     for i, rgb in enumerate(photos):
         path = folder / f"photo-{i:03d}.png"
         if not path.exists():
