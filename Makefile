@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-slow fuzz bench bench-matrix bench-all bench-suite clean
+.PHONY: setup demo test test-slow fuzz bench bench-matrix bench-mix bench-all bench-suite clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ bench-matrix: setup
 	mkdir -p out
 	$(BIN)/python -m pytest benchmarks/test_export_matrix.py --benchmark-json=out/bench-matrix.json --benchmark-columns=median,iqr,rounds
 	$(BIN)/python -m pocketgan.bench.report matrix out/bench-matrix.json docs/export-matrix.md
+
+# What strength and blending cost per backend (docs/strength-and-blending.md), about 5 min.
+bench-mix: setup
+	@mkdir -p out
+	$(BIN)/python -m pytest benchmarks/test_mix_latency.py --benchmark-json=out/bench-mix.json --benchmark-columns=median,iqr,rounds
 
 # pocketgan bench: every backend x precision x concept mode at 256 and 512, with the
 # pix2pix peer, GEMM peak, cold open, set_concept, peak memory -> docs/benchmarks/

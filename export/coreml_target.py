@@ -61,10 +61,22 @@ from typing import Callable, ClassVar
 import numpy as np
 import torch
 
-from pocketgan._quiet import coreml_progress, library_warnings_filtered, quiet_library_logs
+from pocketgan._quiet import coreml_progress, library_warnings_filtered
 from pocketgan.bundle import INPUT_NAME, OUTPUT_NAME, Bundle
+from pocketgan.concepts.mixing import WEIGHTS_INPUT, mix_model, mix_weights
 from pocketgan.export.coreml_names import compact_names
-from pocketgan.export.target import ExportJob, export_target
+from pocketgan.export.coreml_structure import (  # noqa: F401  (re-exported: the target's public API)
+    COMPRESSED_PRECISIONS,
+    MIX_FUNCTION,
+    SPEC_VERSIONS,
+    CoreMLStructureError,
+    _ct,
+    check_structure,
+    describe_package,
+    package_bytes,
+    weight_bytes,
+)
+from pocketgan.export.target import ExportJob, export_target, gate_mixes
 from pocketgan.runtime.errors import PocketganError
 
 COREML_DIR = "coreml"
@@ -72,11 +84,8 @@ PACKAGES = {"separate": f"{COREML_DIR}/generator.mlpackage", "merged": f"{COREML
 IOS17_DIR = f"{COREML_DIR}/ios17"
 IOS17_MODE = "merged"  # the iOS 17 packages share nothing, so they carry the folded model
 FRONTENDS = ("export", "trace")
-# Core ML spec versions (coremltools' _SPECIFICATION_VERSION_IOS_17/18)
-SPEC_VERSIONS = {"iOS17": 8, "iOS18": 9}
 # macOS release that runs a model of each target (multifunction needs macOS 15 / iOS 18)
 _MACOS_FOR_TARGET = {"iOS17": 14, "iOS18": 15}
-_FLOAT32 = "FLOAT32"
 # weights below this many elements are left in fp16 by the compressors (coremltools' default)
 WEIGHT_THRESHOLD = 2048
 WEIGHT_COMPRESSION = {
@@ -88,21 +97,7 @@ WEIGHT_COMPRESSION = {
     },
     "palettize4": {"method": "kmeans", "nbits": 4, "granularity": "per_tensor", "weight_threshold": WEIGHT_THRESHOLD},
 }
-
-
-class CoreMLStructureError(PocketganError):
-    """A saved Core ML package does not have the functions or tensors the manifest promises."""
-
-
-def _ct():
-    """Import coremltools quietly (its import logs about optional native libraries)."""
-    quiet_library_logs()
-    try:
-        with library_warnings_filtered():
-            import coremltools as ct
-    except ImportError as e:
-        raise PocketganError("the Core ML export needs coremltools: pip install 'pocketgan[coreml]'") from e
-    return ct
+assert tuple(WEIGHT_COMPRESSION) == COMPRESSED_PRECISIONS, "the structure check must know every compression"
 
 
 # --- conversion ----------------------------------------------------------------------------
@@ -140,15 +135,16 @@ def convert_function(
     target: str,
     frontend: str = "export",
     progress: Callable[[str], None] | None = None,
+    input_names: tuple[str, ...] = (INPUT_NAME,),
 ):
-    """One single-input model -> a compressed single-function ``ct.models.MLModel`` (not loaded).
+    """One model -> a compressed single-function ``ct.models.MLModel`` (not loaded); its inputs
+    are named ``input_names`` (the mix function's are ``image`` and ``concept_weights``).
 
     Input ``image`` and output ``edited`` are float32 (1, 3, S, S) whatever the precision
     (Core ML inserts the casts for fp16 compute). Core ML's own progress bars are not drawn;
     their titles go to ``progress`` (``None``: nowhere), see :func:`pocketgan._quiet.coreml_progress`.
     """
     ct = _ct()
-    shape = tuple(example[0].shape)
     source = _source(model, example, frontend)
     with library_warnings_filtered(), coreml_progress(progress), warnings.catch_warnings():
         # ct.convert keeps the program's weights in a TemporaryDirectory it never closes
@@ -157,7 +153,10 @@ def convert_function(
         warnings.filterwarnings("ignore", r"Implicitly cleaning up <TemporaryDirectory", ResourceWarning)
         mlmodel = ct.convert(
             source,
-            inputs=[ct.TensorType(name=INPUT_NAME, shape=shape, dtype=np.float32)],
+            inputs=[
+                ct.TensorType(name=name, shape=tuple(x.shape), dtype=np.float32)
+                for name, x in zip(input_names, example)
+            ],
             outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)],
             convert_to="mlprogram",
             minimum_deployment_target=getattr(ct.target, target),
@@ -165,7 +164,9 @@ def convert_function(
             compute_units=ct.ComputeUnit.CPU_ONLY,
             skip_model_load=True,  # loading (compiling) only works on macOS; parity loads it there
         )
-        mlmodel = _compress(_rename_io(mlmodel), precision)  # compression runs MIL passes too (their bars)
+        if len(input_names) == 1:
+            mlmodel = _rename_io(mlmodel)
+        mlmodel = _compress(mlmodel, precision)  # compression runs MIL passes too (their bars)
     return compact_names(mlmodel)
 
 
@@ -209,84 +210,6 @@ def merge_functions(
         ct.utils.save_multifunction(desc, str(dest))
 
 
-# --- sizes and structure -------------------------------------------------------------------
-
-
-def package_bytes(path: Path) -> int:
-    """Bytes of every file of a package (what ships)."""
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
-def weight_bytes(path: Path) -> int:
-    """Bytes of the package's weight blobs (``Data/com.apple.CoreML/weights``), without the program text."""
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file() and p.parent.name == "weights")
-
-
-def _tensor(feature) -> dict:
-    ct = _ct()
-    array = feature.type.multiArrayType
-    dtype = ct.proto.FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(array.dataType)
-    return {"name": feature.name, "shape": [int(d) for d in array.shape], "dtype": dtype}
-
-
-def describe_package(path: Path) -> dict:
-    """What a saved package declares: spec version, default function, and per function its
-    inputs/outputs (``{name, shape, dtype}``) and ML-program op types. No model is loaded."""
-    ct = _ct()
-    spec = ct.utils.load_spec(str(path))
-    desc = spec.description
-    program = spec.mlProgram
-    if len(desc.functions):  # multifunction (iOS 18)
-        functions = {f.name: (f.input, f.output) for f in desc.functions}
-        default = desc.defaultFunctionName
-    else:  # single function "main"
-        functions = {"main": (desc.input, desc.output)}
-        default = "main"
-    out = {"specification_version": spec.specificationVersion, "default_function": default, "functions": {}}
-    for name, (inputs, outputs) in functions.items():
-        ops: set[str] = set()
-        if name in program.functions:
-            fn = program.functions[name]
-            for op in fn.block_specializations[fn.opset].operations:
-                ops.add(op.type)
-        out["functions"][name] = {
-            "inputs": [_tensor(i) for i in inputs],
-            "outputs": [_tensor(o) for o in outputs],
-            "ops": sorted(ops),
-        }
-    return out
-
-
-def check_structure(path: Path, functions: list[str], size: int, target: str, precision: str | None = None) -> dict:
-    """Raise :class:`CoreMLStructureError` unless the package at ``path`` has exactly
-    ``functions`` (``["main"]`` for a single-function package), each taking float32
-    ``image`` (1, 3, S, S) and returning float32 ``edited`` of the same shape, the spec
-    version of ``target``, and, for compressed precisions, compressed weights in every
-    function. Returns :func:`describe_package`'s dict."""
-    info = describe_package(path)
-    where = Path(path).name
-    if info["specification_version"] != SPEC_VERSIONS[target]:
-        raise CoreMLStructureError(
-            f"{where}: specification version {info['specification_version']}, "
-            f"expected {SPEC_VERSIONS[target]} ({target})"
-        )
-    if list(info["functions"]) != list(functions):
-        raise CoreMLStructureError(f"{where}: functions {list(info['functions'])}, expected {list(functions)}")
-    if info["default_function"] != functions[0]:
-        raise CoreMLStructureError(f"{where}: default function {info['default_function']!r}, expected {functions[0]!r}")
-    want = [{"name": n, "shape": [1, 3, size, size], "dtype": _FLOAT32} for n in (INPUT_NAME, OUTPUT_NAME)]
-    for name, fn in info["functions"].items():
-        got = fn["inputs"] + fn["outputs"]
-        if len(fn["inputs"]) != 1 or len(fn["outputs"]) != 1 or got != want:
-            raise CoreMLStructureError(
-                f"{where} function {name!r}: inputs {fn['inputs']}, outputs {fn['outputs']}; "
-                f"expected input {want[0]} and output {want[1]}"
-            )
-        if precision in WEIGHT_COMPRESSION and not any(op.startswith("constexpr_") for op in fn["ops"]):
-            raise CoreMLStructureError(f"{where} function {name!r}: no compressed ({precision}) weights")
-    return info
-
-
 # --- prediction (macOS only) ---------------------------------------------------------------
 
 
@@ -307,12 +230,12 @@ def can_predict(target: str) -> tuple[bool, str]:
     return True, ""
 
 
-def predict(path: Path, function: str | None, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Run one function of a package on ``inputs`` with Core ML (macOS), CPU only."""
+def predict(path: Path, function: str | None, inputs: list[np.ndarray], extra: dict | None = None) -> list[np.ndarray]:
+    """Run one function of a package on ``inputs`` (plus ``extra`` inputs) with Core ML (macOS), CPU only."""
     ct = _ct()
     kwargs = {"function_name": function} if function else {}
     model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY, **kwargs)
-    return [np.asarray(model.predict({INPUT_NAME: x})[OUTPUT_NAME], dtype=np.float32) for x in inputs]
+    return [np.asarray(model.predict({INPUT_NAME: x, **(extra or {})})[OUTPUT_NAME], dtype=np.float32) for x in inputs]
 
 
 def _build_package(
@@ -333,7 +256,23 @@ def _build_package(
         singles[name] = work / f"single-{mode}-{name}.mlpackage"
         save_package(mlmodel, singles[name])
         timings["convert_s"] += time.perf_counter() - t0
-    step(f"Core ML merge {len(names)} function(s) ({mode})")
+    if mode == "separate" and bundle.neutral is not None and names == bundle.concept_names:
+        step(f"Core ML convert the mix function {MIX_FUNCTION} ({precision})")
+        t0 = time.perf_counter()
+        models[MIX_FUNCTION] = mix_model(bundle)
+        mlmodel = convert_function(
+            models[MIX_FUNCTION],
+            (*example, torch.zeros(len(names))),
+            precision=precision,
+            target="iOS18",
+            frontend=frontend,
+            progress=step,
+            input_names=(INPUT_NAME, WEIGHTS_INPUT),
+        )
+        singles[MIX_FUNCTION] = work / f"single-{mode}-mix.mlpackage"
+        save_package(mlmodel, singles[MIX_FUNCTION])
+        timings["convert_s"] += time.perf_counter() - t0
+    step(f"Core ML merge {len(singles)} function(s) ({mode})")
     t0 = time.perf_counter()
     package = work / f"{mode}.mlpackage"
     merge_functions(singles, package, default=names[0], progress=step)
@@ -345,8 +284,8 @@ def _build_package(
         "single_function_package": package_bytes(first),
         "single_function_weights": weight_bytes(first),
     }
-    if mode == "separate" and len(names) > 1:
-        _check_dedup(sizes, len(names))
+    if mode == "separate" and len(singles) > 1:
+        _check_dedup(sizes, len(singles))
     return package, sizes, models, timings
 
 
@@ -398,12 +337,15 @@ class CoreMLTarget:
         if job.precision in WEIGHT_COMPRESSION:
             entry["weight_compression"] = dict(WEIGHT_COMPRESSION[job.precision])
         sizes: dict[str, int] = {}
+        self._has_mix = False
         for mode in job.modes:
             prefix = "" if mode == "separate" else "merged_"
             sizes.update({prefix + k: v for k, v in self._multifunction(job, work, mode).items()})
             entry["package" if mode == "separate" else "merged_package"] = PACKAGES[mode]
         entry["functions"] = {name: name for name in job.names}
         entry["default_function"] = job.names[0]
+        if self._has_mix:
+            entry["mix"] = {"function": MIX_FUNCTION, "weights_input": WEIGHTS_INPUT, "concepts": list(job.names)}
         io = [{"name": n, "shape": [1, 3, size, size], "dtype": "float32"} for n in (INPUT_NAME, OUTPUT_NAME)]
         entry["inputs"], entry["outputs"] = io[:1], io[1:]
         if self.ios17_fallback:
@@ -416,7 +358,11 @@ class CoreMLTarget:
         package, sizes, models, t = _build_package(
             job.bundle, mode, job.names, work, precision=job.precision, frontend=self.frontend, step=job.step
         )
-        check_structure(package, job.names, job.bundle.config.image_size, "iOS18", job.precision)
+        mix = MIX_FUNCTION in models
+        functions = job.names + ([MIX_FUNCTION] if mix else [])
+        check_structure(
+            package, functions, job.bundle.config.image_size, "iOS18", job.precision, len(job.names) if mix else 0
+        )
         job.step(
             f"Core ML {mode} package: converted in {t['convert_s']:.1f} s, merged in {t['merge_s']:.1f} s, "
             f"{sizes['package'] / 1e6:.2f} MB"
@@ -427,9 +373,15 @@ class CoreMLTarget:
                 job.step(f"Core ML parity {mode} {name}")
                 got = predict(package, name, job.gate.inputs)
                 job.gate.check(mode, name, f"Core ML {mode} function {name!r} ({job.precision})", models[name], got)
+            if mix:
+                for key, weights in gate_mixes(job.names):
+                    w = mix_weights(job.names, weights).numpy()
+                    got = predict(package, MIX_FUNCTION, job.gate.inputs, extra={WEIGHTS_INPUT: w})
+                    job.gate.check("mix", key, f"Core ML mix {key}", job.bundle.model_for_mix(weights), got)
         else:
             job.gate.skip(why)
         shutil.move(str(package), str(work / PACKAGES[mode]))
+        self._has_mix = self._has_mix or mix
         return sizes
 
     def _ios17(self, job: ExportJob, work: Path) -> tuple[dict, int]:

@@ -50,8 +50,9 @@ import torch
 from pocketgan._quiet import library_warnings_filtered, quiet_library_logs, start_executorch_threadpool
 from pocketgan.bundle import Bundle
 from pocketgan.concepts.conditioned import CONCEPT_TOKENS
+from pocketgan.concepts.mixing import mix_model, mix_weights
 from pocketgan.export.executorch_delegation import program_delegation
-from pocketgan.export.target import ExportJob, export_target, precision_label
+from pocketgan.export.target import ExportJob, export_target, gate_mixes, precision_label
 from pocketgan.runtime.errors import PocketganError
 from pocketgan.runtime.targets import EXECUTORCH_LAYOUTS
 
@@ -60,6 +61,8 @@ PROGRAMS = {"separate": f"{ET_DIR}/generator.pte", "merged": f"{ET_DIR}/merged.p
 BASE_DATA = f"{ET_DIR}/base.ptd"
 EXTERNAL_METHOD = "forward"
 EXTERNAL_PARITY_KEY = "separate_ptd"
+#: the method of every concept's weight (strength, blending); not a valid concept name
+MIX_METHOD = "_mix"
 _BASE_TAG = "base"  # the .ptd file name (without extension) the base weights go to
 
 
@@ -242,10 +245,26 @@ def build_program(
         else:
             step(f"torch.export {mode} {name}")
         programs[name] = aten_program(models[name], example, precision, calibration)
-    step(f"lower {len(names)} {precision} method(s) to XNNPACK ({mode})")
+    methods = list(names)
+    if mode == "separate" and precision == "fp32" and bundle.neutral is not None and names == bundle.concept_names:
+        step("torch.export the mix method (strength and blending)")
+        models[MIX_METHOD] = mix_model(bundle)
+        weights = torch.zeros(len(names))
+        programs[MIX_METHOD] = aten_program(models[MIX_METHOD], (*example, weights))
+        methods.append(MIX_METHOD)
+    step(f"lower {len(methods)} {precision} method(s) to XNNPACK ({mode})")
     where = f"ExecuTorch {precision_label(precision)}{mode} program"
-    program, delegation = _lower(programs, names, where, precision=precision)
+    program, delegation = _lower(programs, methods, where, precision=precision)
     return program.buffer, delegation, models
+
+
+def run_mix_method(pte: bytes, inputs: list[np.ndarray], weights: torch.Tensor) -> list[np.ndarray]:
+    """The mix method's outputs on ``inputs`` with one weight vector."""
+    from executorch.runtime import Runtime
+
+    start_executorch_threadpool()
+    method = Runtime.get().load_program(pte).load_method(MIX_METHOD)
+    return [method.execute([torch.from_numpy(x), weights])[0].numpy().copy() for x in inputs]
 
 
 def _is_concept_tensor(name: str) -> bool:
@@ -326,20 +345,27 @@ class ExecuTorchTarget:
             calibration = found.inputs
             entry["calibration"] = found.manifest_entry()
         delegation: dict[str, dict] = {}
+        mix = False
         for mode in job.modes:
             if mode == "separate" and self.layout == "ptd":
                 continue
-            delegation[mode] = self._program(job, work, mode, calibration)
+            delegation[mode], has_mix = self._program(job, work, mode, calibration)
+            mix = mix or has_mix
             entry["program" if mode == "separate" else "merged_program"] = PROGRAMS[mode]
         if delegation:
             entry["methods"] = {name: name for name in job.names}
+        if mix:
+            entry["mix"] = {"method": MIX_METHOD, "concepts": list(job.names)}
         if "separate" in job.modes and self.layout in ("ptd", "both"):
             entry["external_data"], delegation[EXTERNAL_PARITY_KEY] = self._external(job, work)
         entry["delegation"] = delegation
         return entry
 
-    def _program(self, job: ExportJob, work: Path, mode: str, calibration: list[np.ndarray] | None) -> dict:
-        """One ``.pte``, a method per concept, every method gated; returns its delegation summary."""
+    def _program(
+        self, job: ExportJob, work: Path, mode: str, calibration: list[np.ndarray] | None
+    ) -> tuple[dict, bool]:
+        """One ``.pte``, a method per concept (+ the mix method when the bundle can mix), every
+        method gated; returns its delegation summary and whether it has the mix method."""
         pte, delegation, models = build_program(
             job.bundle, mode, job.names, progress=job.step, precision=job.precision, calibration=calibration
         )
@@ -347,8 +373,13 @@ class ExecuTorchTarget:
         got = run_methods(pte, job.names, job.gate.inputs)
         for name in job.names:
             job.gate.check(mode, name, f"ExecuTorch {job.label}{mode} method {name!r}", models[name], got[name])
+        if MIX_METHOD in models:
+            bundle = job.bundle
+            for key, weights in [(f"{n}@1", {n: 1.0}) for n in job.names] + gate_mixes(job.names):
+                got = run_mix_method(pte, job.gate.inputs, mix_weights(job.names, weights))
+                job.gate.check("mix", key, f"ExecuTorch mix method {key}", bundle.model_for_mix(weights), got)
         (work / PROGRAMS[mode]).write_bytes(pte)
-        return delegation
+        return delegation, MIX_METHOD in models
 
     def _external(self, job: ExportJob, work: Path) -> tuple[dict, dict]:
         """The shared-``.ptd`` layout, every concept program gated: (manifest part, delegation)."""

@@ -23,6 +23,8 @@ from pocketgan.runtime.imaging import from_model_output, to_model_input
 
 GOLDEN_DIR = "golden"
 GOLDEN_INPUT = f"{GOLDEN_DIR}/input.png"
+#: :func:`write_golden`'s key for the golden vectors of strengths and a blend (not a concept name)
+MIX_GOLDEN_KEY = "_mixes"
 
 
 def golden_height(size: int) -> int:
@@ -51,7 +53,9 @@ def _save_png(rgb: np.ndarray, path: Path) -> None:
 
 
 def write_golden(bundle: Bundle, staging: Path, photo: Path) -> dict[str, dict[str, str]]:
-    """Write ``golden/`` into a staging bundle; return ``{concept: {"input", "output"}}``."""
+    """Write ``golden/`` into a staging bundle; return ``{concept: {"input", "output"}}``, and for
+    a bundle with a neutral concept also ``MIX_GOLDEN_KEY``: ``[{"weights", "input", "output"}]``
+    for the strengths and the blend of :func:`~pocketgan.export.target.gate_mixes`."""
     size = bundle.config.image_size
     rgb = golden_photo(photo, size)
     x, placement = to_model_input(rgb, size)
@@ -64,4 +68,15 @@ def write_golden(bundle: Bundle, staging: Path, photo: Path) -> dict[str, dict[s
         rel = f"{GOLDEN_DIR}/{name}.png"
         _save_png(from_model_output(y, placement), staging / rel)
         entries[name] = {"input": GOLDEN_INPUT, "output": rel}
+    if bundle.neutral is not None:
+        from pocketgan.export.target import gate_mixes
+
+        mixes = []
+        for i, (_, weights) in enumerate(gate_mixes(bundle.concept_names)):
+            with torch.no_grad():
+                y = bundle.model_for_mix(weights)(torch.from_numpy(x)).numpy()
+            rel = f"{GOLDEN_DIR}/mix-{i}.png"
+            _save_png(from_model_output(y, placement), staging / rel)
+            mixes.append({"weights": weights, "input": GOLDEN_INPUT, "output": rel})
+        entries[MIX_GOLDEN_KEY] = mixes
     return entries

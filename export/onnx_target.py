@@ -33,11 +33,12 @@ from pocketgan._quiet import library_warnings_filtered
 from pocketgan.bundle import INPUT_NAME, OUTPUT_NAME, Bundle
 from pocketgan.concepts.conditioned import CONCEPT_TOKENS
 from pocketgan.export.onnx_quantize import check_float_inputs, half_concept_inputs, quantize_int8
-from pocketgan.export.target import ExportJob, export_target
+from pocketgan.export.target import ExportJob, export_target, gate_mixes
 
 OPSET = 18
 ONNX_DIR = "onnx"
 MODEL = f"{ONNX_DIR}/generator.onnx"
+NEUTRAL_ADAPTER = f"{ONNX_DIR}/neutral.onnx_adapter"
 # Separate mode: the dtype of the concept inputs and so of every adapter's tensors
 # (manifest ``concept_input_dtype``). int8 stores them as float16 (half_concept_inputs).
 CONCEPT_INPUT_DTYPES = {"fp32": "float32", "int8": "float16"}
@@ -133,6 +134,25 @@ def concept_feeds(bundle: Bundle, concept: str, dtype=np.float32) -> dict[str, n
     return feeds
 
 
+def neutral_tensors(bundle: Bundle, dtype=np.float32) -> dict[str, np.ndarray]:
+    """The neutral concept's tensors at its own ranks, under the concepts' input names (its
+    adapter: what the runtime mixes from, never applied to the graph as it is)."""
+    n = bundle.neutral
+    feeds = {k: v.detach().numpy().astype(dtype) for k, v in n.lora.items()}
+    feeds[CONCEPT_TOKENS] = n.tokens.reshape(1, *n.tokens.shape).detach().numpy().astype(dtype)
+    return feeds
+
+
+def mix_feeds(bundle: Bundle, weights: dict[str, float], dtype=np.float32) -> dict[str, np.ndarray]:
+    """The graph inputs of a strength or blend (both LoRA slots), as the runtime computes them."""
+    from pocketgan.runtime.concept_mix import split_slots
+
+    mixed = bundle.mixed_concept(weights)
+    tensors = {k: v.detach().numpy().astype(dtype) for k, v in mixed.lora.items()}
+    tensors[CONCEPT_TOKENS] = mixed.tokens.reshape(1, *mixed.tokens.shape).detach().numpy().astype(dtype)
+    return split_slots(tensors, bundle.rank_pattern)
+
+
 def write_adapter(path: Path, feeds: dict[str, np.ndarray]) -> None:
     import onnxruntime as ort
 
@@ -198,7 +218,7 @@ class OnnxTarget:
 
         bundle, step = job.bundle, job.step
         step("export base graph (concepts as inputs)")
-        base_model = bundle.model_for(None, "separate")
+        base_model = bundle.model_for(None, "separate", mix_slot=bundle.neutral is not None)
         tensors = concept_tensors(base_model)
         public = [public_name(n) for n in tensors]
         proto = export_onnx_model(
@@ -231,12 +251,21 @@ class OnnxTarget:
             reference = bundle.model_for(name, "separate")
             job.gate.check("separate", name, f"{job.label}ONNX adapter {name!r}", reference, got)
             adapters[name] = rel
-        return {
+        entry = {
             "model": MODEL,
             "concept_inputs": {public_name(n): list(t.shape) for n, t in tensors.items()},
             "concept_input_dtype": adapter_dtype,
             "adapters": adapters,
         }
+        if bundle.neutral is not None:
+            step("neutral adapter, strengths and a blend")
+            write_adapter(work / NEUTRAL_ADAPTER, neutral_tensors(bundle, np.dtype(adapter_dtype)))
+            entry["neutral"] = NEUTRAL_ADAPTER
+            for key, weights in gate_mixes(bundle.concept_names):
+                feeds = mix_feeds(bundle, weights, np.dtype(adapter_dtype))
+                got = [session.run([OUTPUT_NAME], {INPUT_NAME: x, **feeds})[0] for x in job.gate.inputs]
+                job.gate.check("mix", key, f"{job.label}ONNX mix {key}", bundle.model_for_mix(weights), got)
+        return entry
 
     def _merged(self, job: ExportJob, work: Path, calibration: list[np.ndarray]) -> dict[str, str]:
         """One full model per concept (LoRA folded in), each gated: ``{concept: path}``."""

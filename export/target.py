@@ -168,3 +168,15 @@ def export_target(
             shutil.rmtree(dest)
         (work / target.name).rename(dest)
     return {**entry, **gate.manifest_fields()}
+
+
+def gate_mixes(concepts: list[str]) -> list[tuple[str, dict[str, float]]]:
+    """The strengths and the blend every exporter checks on a bundle with a neutral concept
+    (and the golden vectors record): the first concept at strengths 0 and 0.5, and the first
+    two blended 0.6 / 0.4. ``(parity key, weights)`` each."""
+    first = concepts[0]
+    mixes = [(f"{first}@0", {first: 0.0}), (f"{first}@0.5", {first: 0.5})]
+    if len(concepts) > 1:
+        second = concepts[1]
+        mixes.append((f"{first}=0.6,{second}=0.4", {first: 0.6, second: 0.4}))
+    return mixes

@@ -40,6 +40,12 @@ def run_demo(
     rows = _edit_photos(runtime, edits_dir, progress)
     _contact_sheet(rows, ["photo", *runtime.concepts]).save(out / "contact_sheet.jpg", quality=90)
     _full_resolution_sheet(runtime, rows).save(out / "full_resolution.png")
+    written = "edits/*.jpg, contact_sheet.jpg, full_resolution.png"
+    if manifest.neutral is not None:
+        from pocketgan.training.strength_report import strength_strip
+
+        strength_strip(runtime, rows[0][0], STRIP_STRENGTHS, cell=160).save(out / "strength_strip.jpg", quality=90)
+        written += ", strength_strip.jpg"
 
     progress("measuring latency")
     table, latency_ms = _latency_table(runtime, exported, manifest, threads=threads, rounds=rounds)
@@ -53,7 +59,7 @@ def run_demo(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     progress("\n" + table)
-    progress(f"\nwrote {out}/edits/*.jpg, contact_sheet.jpg, full_resolution.png, latency.md, summary.json")
+    progress(f"\nwrote {out}/{written}, latency.md, summary.json")
     return summary
 
 
@@ -133,6 +139,10 @@ def _contact_sheet(rows: list[list[np.ndarray]], labels: list[str], cell: int = 
             tile.thumbnail((cell, cell))
             sheet.paste(tile, (j * cell + (cell - tile.width) // 2, pad + i * cell + (cell - tile.height) // 2))
     return sheet
+
+
+#: the demo's strength strip (docs/strength-and-blending.md)
+STRIP_STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def _full_resolution_sheet(runtime, rows: list[list[np.ndarray]], side: int = 160) -> Image.Image:

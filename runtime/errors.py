@@ -80,3 +80,8 @@ class ImageTooLargeError(InvalidImageError):
 
 class BackendUnavailableError(PocketganError, RuntimeError):
     """The backend's library is not installed or cannot run on this platform."""
+
+
+class MixError(PocketganError, ValueError):
+    """A strength or blend that cannot run: a weight out of [0, 1.5], or an export without
+    strength and blending (merged mode, a bundle without a neutral concept)."""

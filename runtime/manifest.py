@@ -43,6 +43,7 @@ from pocketgan.runtime.manifest_view import Manifest, as_manifest
 
 __all__ = [
     "FORMAT_NAME",
+    "BASE_FORMAT_VERSION",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "Manifest",
@@ -61,7 +62,9 @@ __all__ = [
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "pocketgan-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: the version of a bundle without strength and blending (no ``neutral``): still written, still read
+BASE_FORMAT_VERSION = 1
 
 
 @lru_cache(maxsize=1)

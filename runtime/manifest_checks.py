@@ -116,6 +116,33 @@ def _check_concepts(m: dict) -> None:
         over = {k: r for k, r in c["ranks"].items() if r > pattern[k]}
         if over:
             raise fail(f"concept {c['name']!r} has ranks above the bundle's rank pattern: {over}", f"{where}.ranks")
+    neutral = m.get("neutral")
+    if neutral is not None and m["format_version"] < 2:
+        raise fail("a neutral concept (strength and blending) needs format_version 2", "format_version")
+    if neutral is not None:
+        if not app and "files" not in neutral:
+            raise fail("the neutral concept lists no files (only an app bundle may omit them)", "neutral")
+        for key, path in neutral.get("files", {}).items():
+            _need(m, path, f"neutral.files.{key}", f"neutral concept {key}")
+        names = [c["name"] for c in m["concepts"]]
+        for concept, curve in neutral.get("strength_curves", {}).items():
+            where = f"neutral.strength_curves.{concept}"
+            if concept not in names:
+                raise fail(f"is the curve of no concept of the bundle ({names})", where)
+            if curve[0] != 0 or curve[-1] != 1 or any(b < a for a, b in zip(curve, curve[1:])):
+                raise fail("must rise from 0 to 1 (never falling)", where)
+        for i, golden in enumerate(neutral.get("golden_mixes", [])):
+            for key in ("input", "output"):
+                _need(m, golden[key], f"neutral.golden_mixes[{i}].{key}", f"mix golden {key}")
+            unknown = sorted(set(golden["weights"]) - set(names))
+            if unknown or not golden["weights"]:
+                raise fail(f"weights name no concept or unknown ones {unknown}", f"neutral.golden_mixes[{i}].weights")
+        if set(neutral["ranks"]) != set(pattern):
+            raise fail("the neutral concept adapts different layers than the rank pattern", "neutral.ranks")
+        # the second LoRA holds one more concept and the neutral: a two-concept blend is exact
+        want = {k: r + neutral["ranks"][k] for k, r in pattern.items()}
+        if neutral["mix_ranks"] != want:
+            raise fail(f"is not rank_pattern + the neutral's ranks ({want})", "neutral.mix_ranks")
 
 
 def _check_upsampler(m: dict) -> None:
@@ -169,12 +196,23 @@ def _check_onnx(m: dict, onnx: dict, names: list[str]) -> None:
         _same_concepts(names, onnx["adapters"], "targets.onnx.adapters")
         for concept, path in onnx["adapters"].items():
             _need(m, path, f"targets.onnx.adapters.{concept}", "ONNX adapter")
+        if ("neutral" in onnx) != ("neutral" in m):
+            raise fail(
+                "a bundle with a neutral concept has a neutral adapter, and only such a bundle", "targets.onnx.neutral"
+            )
+        if "neutral" in onnx:
+            _need(m, onnx["neutral"], "targets.onnx.neutral", "ONNX neutral adapter")
         _check_concept_inputs(m, onnx["concept_inputs"])
     if onnx["concept_mode"] in ("merged", "both"):
         _same_concepts(names, onnx["merged"], "targets.onnx.merged")
         for concept, path in onnx["merged"].items():
             _need(m, path, f"targets.onnx.merged.{concept}", "merged ONNX model")
-    used = [onnx.get("model"), *onnx.get("adapters", {}).values(), *onnx.get("merged", {}).values()]
+    used = [
+        onnx.get("model"),
+        onnx.get("neutral"),
+        *onnx.get("adapters", {}).values(),
+        *onnx.get("merged", {}).values(),
+    ]
     used = [p for p in used if p is not None]
     if len(set(used)) != len(used):
         raise fail("the same file serves as two of model / adapters / merged", "targets.onnx")
@@ -185,7 +223,9 @@ def _check_concept_inputs(m: dict, inputs: dict) -> None:
     ``rank_pattern``, ``lora_A`` with the layer's rank first and ``lora_B`` with it second."""
     field = "targets.onnx.concept_inputs"
     pattern = m["rank_pattern"]
+    mix_ranks = m["neutral"]["mix_ranks"] if "neutral" in m else {}
     expected = {CONCEPT_TOKENS} | {f"{layer}.lora_{ab}.weight" for layer in pattern for ab in "AB"}
+    expected |= {f"{layer}.lora_{ab}.mix.weight" for layer in mix_ranks for ab in "AB"}
     if set(inputs) != expected:
         missing, extra = sorted(expected - set(inputs)), sorted(set(inputs) - expected)
         raise fail(
@@ -199,10 +239,11 @@ def _check_concept_inputs(m: dict, inputs: dict) -> None:
     want = [1, config.get("token_count", tokens[1] if len(tokens) == 3 else 0), config.get("token_dim", tokens[-1])]
     if tokens != want:
         raise fail(f"{CONCEPT_TOKENS} has shape {tokens}, expected [1, token_count, token_dim] = {want}", field)
-    for layer, rank in pattern.items():
-        a, b = inputs[f"{layer}.lora_A.weight"], inputs[f"{layer}.lora_B.weight"]
-        if len(a) < 2 or len(a) != len(b) or a[0] != rank or b[1] != rank:
-            raise fail(f"{layer}: lora_A {a} / lora_B {b} do not carry the pattern's rank {rank}", field)
+    for suffix, ranks in (("", pattern), (".mix", mix_ranks)):
+        for layer, rank in ranks.items():
+            a, b = inputs[f"{layer}.lora_A{suffix}.weight"], inputs[f"{layer}.lora_B{suffix}.weight"]
+            if len(a) < 2 or len(a) != len(b) or a[0] != rank or b[1] != rank:
+                raise fail(f"{layer}: lora_A{suffix} {a} / lora_B{suffix} {b} do not carry the rank {rank}", field)
 
 
 def _elements(shape: list[int]) -> int:
@@ -226,12 +267,28 @@ def _check_executorch(m: dict, et: dict, names: list[str]) -> None:
         _same_concepts(names, et["methods"], "targets.executorch.methods")
     if et.get("program") is not None and et.get("program") == et.get("merged_program"):
         raise fail("program and merged_program are the same file", "targets.executorch")
+    _check_mix(m, et, "executorch", names, separate="program", entry="method", per_concept="methods")
     ext = et.get("external_data")
     if ext is not None:
         _need(m, ext["data"], "targets.executorch.external_data.data", "ExecuTorch base data")
         _same_concepts(names, ext["programs"], "targets.executorch.external_data.programs")
         for concept, path in ext["programs"].items():
             _need(m, path, f"targets.executorch.external_data.programs.{concept}", "ExecuTorch concept program")
+
+
+def _check_mix(m: dict, target: dict, name: str, names: list[str], *, separate: str, entry: str, per_concept: str):
+    """``targets.<name>.mix`` (strength and blending): only with the separate artifact and a
+    neutral concept, weights for exactly the bundle's concepts in order, its own method/function."""
+    mix = target.get("mix")
+    if mix is None:
+        return
+    field = f"targets.{name}.mix"
+    if separate not in target or "neutral" not in m:
+        raise fail(f"a mix {entry} needs the separate {separate} and a neutral concept", field)
+    if list(mix["concepts"]) != names:
+        raise fail(f"weights concepts {mix['concepts']} are not the bundle's {names}", field)
+    if mix[entry] in target[per_concept].values():
+        raise fail(f"the mix {entry} is also a concept's {entry}", field)
 
 
 def _check_coreml(m: dict, cm: dict, names: list[str]) -> None:
@@ -246,6 +303,7 @@ def _check_coreml(m: dict, cm: dict, names: list[str]) -> None:
     _same_concepts(names, cm["functions"], "targets.coreml.functions")
     if cm["default_function"] not in cm["functions"].values():
         raise fail(f"{cm['default_function']!r} is not one of its functions", "targets.coreml.default_function")
+    _check_mix(m, cm, "coreml", names, separate="package", entry="function", per_concept="functions")
     if "ios17" in cm:
         _same_concepts(names, cm["ios17"]["packages"], "targets.coreml.ios17.packages")
         for concept, path in cm["ios17"]["packages"].items():

@@ -206,6 +206,8 @@ class OnnxTarget(_TargetBase):
     concept_input_dtype: str = "float32"
     adapters: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     merged: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: the neutral concept's adapter (strength and blending); None: a bundle without them
+    neutral: str | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping) -> OnnxTarget:
@@ -217,6 +219,7 @@ class OnnxTarget(_TargetBase):
             concept_input_dtype=d.get("concept_input_dtype", "float32"),
             adapters=_ro(d.get("adapters")),
             merged=_ro(d.get("merged")),
+            neutral=d.get("neutral"),
         )
 
 
@@ -237,10 +240,15 @@ class ExecuTorchTarget(_TargetBase):
     methods: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     external_data: ExternalData | None = None
     delegation: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: the separate program's mix method (strength and blending) and the concept of each
+    #: weight, in order; None: no strength or blending in this export
+    mix_method: str | None = None
+    mix_concepts: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, d: Mapping) -> ExecuTorchTarget:
         ext = d.get("external_data")
+        mix = d.get("mix") or {}
         return cls(
             **cls._common(d),
             program=d.get("program"),
@@ -248,6 +256,8 @@ class ExecuTorchTarget(_TargetBase):
             methods=_ro(d.get("methods")),
             external_data=ExternalData(ext["data"], ext["method"], _ro(ext["programs"])) if ext else None,
             delegation=freeze(d.get("delegation", {})),
+            mix_method=mix.get("method"),
+            mix_concepts=tuple(mix.get("concepts", ())),
         )
 
 
@@ -269,6 +279,10 @@ class CoreMLTarget(_TargetBase):
     parity_checked: bool = False
     parity_note: str | None = None
     details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: the separate package's mix function (strength and blending) and the concept of each weight
+    mix_function: str | None = None
+    mix_weights_input: str = "concept_weights"
+    mix_concepts: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, d: Mapping) -> CoreMLTarget:
@@ -290,6 +304,9 @@ class CoreMLTarget(_TargetBase):
             parity_checked=bool(d.get("parity_checked", False)),
             parity_note=d.get("parity_note"),
             details=freeze({k: v for k, v in d.items() if k in known}),
+            mix_function=(d.get("mix") or {}).get("function"),
+            mix_weights_input=(d.get("mix") or {}).get("weights_input", "concept_weights"),
+            mix_concepts=tuple((d.get("mix") or {}).get("concepts", ())),
         )
 
 
@@ -317,6 +334,14 @@ class Manifest:
     raw: dict = field(repr=False)
     #: the full-resolution stage's settings (None: a bundle made before it)
     upsampler: UpsamplerInfo | None = None
+    #: the neutral concept of strength and blending (None: a bundle without them)
+    neutral: ConceptEntry | None = None
+    #: golden vectors of strengths and a blend: ``(weights, Golden)`` each
+    golden_mixes: tuple[tuple[Mapping[str, float], Golden], ...] = ()
+    #: per layer, the rank of the separate graph's second LoRA (strength and blending); {} without a neutral
+    mix_ranks: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    #: per concept, the mix weights of strengths 0, 0.1, ..., 1 (``concept_mix.strength_weight``)
+    strength_curves: Mapping[str, tuple[float, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def from_dict(cls, data: Any, *, validate: bool = True) -> Manifest:
@@ -351,6 +376,15 @@ class Manifest:
             artifacts=MappingProxyType({p: Artifact.from_entry(p, a) for p, a in raw.get("artifacts", {}).items()}),
             raw=raw,
             upsampler=UpsamplerInfo(**raw["upsampler"]) if "upsampler" in raw else None,
+            neutral=ConceptEntry.from_dict(raw["neutral"]) if "neutral" in raw else None,
+            mix_ranks=_ro(raw.get("neutral", {}).get("mix_ranks")),
+            strength_curves=MappingProxyType(
+                {k: tuple(v) for k, v in raw.get("neutral", {}).get("strength_curves", {}).items()}
+            ),
+            golden_mixes=tuple(
+                (_ro(g["weights"]), Golden(g["input"], g["output"]))
+                for g in raw.get("neutral", {}).get("golden_mixes", ())
+            ),
         )
 
     def to_dict(self) -> dict:

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from pocketgan.runtime.backends import Backend, create_backend
+from pocketgan.runtime.concept_mix import ConceptMix, MixError, concept_mix, strength_weight
 from pocketgan.runtime.errors import InvalidImageError, UnknownConceptError
 from pocketgan.runtime.imaging import (
     DEFAULT_MAX_PIXELS,
@@ -20,7 +21,13 @@ from pocketgan.runtime.imaging import (
     to_model_input,
 )
 from pocketgan.runtime.manifest import Manifest, read_manifest
-from pocketgan.runtime.upsampling import GuidedUpsampling, check_resolution, guided_upsample, load_upsamplers
+from pocketgan.runtime.upsampling import (
+    GuidedUpsampling,
+    check_resolution,
+    guided_upsample,
+    load_upsamplers,
+    mixed_upsampling,
+)
 
 
 def default_bundle_path() -> Path:
@@ -76,6 +83,7 @@ class Runtime:
         )
         self._lock = threading.Lock()
         self._concept = self.concepts[0]
+        self._mix = concept_mix({self._concept: 1.0})
         self.set_concept(concept or self.concepts[0])
 
     @property
@@ -88,23 +96,88 @@ class Runtime:
 
     @property
     def concept(self) -> str:
-        """The active concept's name."""
+        """The active concept's name (of a blend: the one with the largest weight)."""
         return self._concept
+
+    @property
+    def mix(self) -> dict[str, float]:
+        """The active mix as it runs, ``{name: weight}``: a concept at strength ``s`` is
+        ``{name: w(s)}`` (its calibration curve, docs/strength-and-blending.md), a blend its weights."""
+        return self._mix.as_dict()
 
     def _check_concept(self, name: str) -> str:
         if name not in self.concepts:
             raise UnknownConceptError(f"unknown concept {name!r}; this bundle has {list(self.concepts)}")
         return name
 
-    def set_concept(self, name: str) -> None:
-        """Make ``name`` the active concept. Cheap: the base model is not reloaded."""
-        self._check_concept(name)
-        with self._lock:
+    def _checked_mix(self, weights) -> ConceptMix:
+        mix = concept_mix(weights, self.concepts)
+        for name, _ in mix.weights:
             self._backend.activate(name)
-            self._concept = name
+        if not mix.is_plain:
+            check = getattr(self._backend, "check_mix", None)
+            if check is None:
+                raise MixError(f"the {self.backend} backend has no strength or blending")
+            check(mix)
+        return mix
 
-    def edit(self, image, *, concept: str | None = None, resolution: str = "full"):
-        """Edit one photo with the active concept (or ``concept`` for this call only).
+    def set_concept(self, name: str, strength: float = 1.0) -> None:
+        """Make ``name`` the active concept, at ``strength`` (0: the photo back, 1: the concept as
+        trained, up to 1.5; docs/strength-and-blending.md). Cheap: the base model is not reloaded.
+
+        Raises :class:`~pocketgan.runtime.concept_mix.MixError` for a strength out of [0, 1.5],
+        or other than 1 on an export that cannot mix (merged mode, a bundle without a neutral concept).
+        """
+        self._check_concept(name)
+        mix = self._checked_mix({name: self._weight(name, strength)})
+        with self._lock:
+            self._concept, self._mix = name, mix
+
+    def set_blend(self, weights: dict[str, float]) -> None:
+        """Blend concepts in one pass: ``{"cartoon": 0.6, "stylize": 0.4}``. Each weight in
+        [0, 1.5], their sum at most 1.5; what the weights leave goes to the neutral concept
+        (weights summing to 1: none). Two concepts are exact; more are reduced to the
+        bundle's rank (docs/strength-and-blending.md)."""
+        mix = self._checked_mix(weights)
+        with self._lock:
+            self._concept, self._mix = max(mix.weights, key=lambda nw: nw[1])[0], mix
+
+    def _call_mix(self, concept: str | None, strength: float | None, blend: dict | None) -> ConceptMix:
+        """The mix one ``edit`` runs: the active one unless the call names another."""
+        if blend is not None:
+            if concept is not None or strength is not None:
+                raise MixError("give either blend or concept/strength, not both")
+            return self._checked_mix(blend)
+        if concept is None and strength is None:
+            return self._mix
+        if concept is None:
+            if len(self._mix.weights) != 1:
+                raise MixError("strength applies to one concept; the active mix is a blend (pass concept=...)")
+            concept = self._concept
+        self._check_concept(concept)
+        return self._checked_mix({concept: 1.0 if strength is None else self._weight(concept, strength)})
+
+    def _weight(self, concept: str, strength: float) -> float:
+        """The mix weight of ``strength`` (the concept's calibration curve; range checked first)."""
+        concept_mix({concept: strength}, self.concepts)  # MixError for a strength out of [0, 1.5]
+        return strength_weight(self.manifest.strength_curves.get(concept), strength)
+
+    def _run(self, x: np.ndarray, mix: ConceptMix) -> np.ndarray:
+        if mix.is_plain:
+            return self._backend.run(x, mix.weights[0][0])
+        return self._backend.run_mix(x, mix)
+
+    def edit(
+        self,
+        image,
+        *,
+        concept: str | None = None,
+        strength: float | None = None,
+        blend: dict[str, float] | None = None,
+        resolution: str = "full",
+    ):
+        """Edit one photo with the active concept or blend (or, for this call only, ``concept``
+        at ``strength``, or ``blend``; see :meth:`set_concept` and :meth:`set_blend`).
 
         Args:
             image: a ``PIL.Image`` (any mode Pillow can convert to RGB) or an (H, W, 3)
@@ -118,12 +191,13 @@ class Runtime:
             the edited image, same type as ``image`` (PIL images come back RGB); the photo's size,
             or for ``"model"`` the photo's size scaled to fit the model's input.
         """
-        name = self._check_concept(concept) if concept is not None else self._concept
+        mix = self._call_mix(concept, strength, blend)
+        name = mix.weights[0][0]
         check_resolution(resolution)
         image = check_image(image, max_pixels=self.max_pixels)
         as_image = isinstance(image, Image.Image)
         x, placement = to_model_input(image, self.input_size)
-        y = self._backend.run(x, name)
+        y = self._run(x, mix)
         if resolution == "upscale":
             return from_model_output(y, placement, as_image=as_image)
         low_photo, low_edit, at_model_size = model_crops(x, y, placement)
@@ -132,16 +206,24 @@ class Runtime:
             placement.width,
         ):
             return Image.fromarray(at_model_size) if as_image else at_model_size
-        return guided_upsample(image, low_photo, low_edit, self.upsampling[name], as_image=as_image)
+        stage = self.upsampling[name] if mix.is_plain else mixed_upsampling(self.upsampling, mix.as_dict())
+        return guided_upsample(image, low_photo, low_edit, stage, as_image=as_image)
 
-    def run_tensor(self, x: np.ndarray, *, concept: str | None = None) -> np.ndarray:
+    def run_tensor(
+        self,
+        x: np.ndarray,
+        *,
+        concept: str | None = None,
+        strength: float | None = None,
+        blend: dict[str, float] | None = None,
+    ) -> np.ndarray:
         """Raw model call: (1, 3, S, S) float32 in [-1, 1] -> same shape, no resizing."""
-        name = self._check_concept(concept) if concept is not None else self._concept
+        mix = self._call_mix(concept, strength, blend)
         expected = self.manifest.input.shape
         if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.shape != expected:
             got = (getattr(x, "dtype", type(x).__name__), getattr(x, "shape", None))
             raise InvalidImageError(f"run_tensor expects float32 {expected}, got {got}")
-        return self._backend.run(np.ascontiguousarray(x), name)
+        return self._run(np.ascontiguousarray(x), mix)
 
     def __repr__(self) -> str:
         return (

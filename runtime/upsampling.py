@@ -98,24 +98,63 @@ class GuidedUpsampling:
     def coefficients(self, low_photo: np.ndarray, low_edit: np.ndarray) -> np.ndarray:
         """(3, h, w) float photo and edit at the model's size, values 0..1 -> (6, h, w) float32:
         ``A`` (3 planes) then ``b`` (3 planes), so that ``edit ~= A * photo + b`` per channel."""
-        r = self.radius
-        # one box pass over all four statistics (12 planes), one over A and b (6): numpy's
-        # per-call overhead, not the arithmetic, is most of the cost at the model's size
-        means = _box_mean(np.concatenate([low_photo, low_edit, low_photo * low_edit, low_photo * low_photo]), r)
-        mean_x, mean_y, mean_xy, mean_xx = np.split(means, 4)
-        cov = mean_xy - mean_x * mean_y
-        var = mean_xx - mean_x * mean_x
-        a = cov / (var + np.float32(self.eps))
-        if self.mlp is not None:
-            std = np.sqrt(np.maximum(var, 0))
-            h = np.concatenate([mean_x, mean_y, std * 4, cov * 16]).reshape(FEATURES, -1)
-            for i, (weight, bias) in enumerate(self.mlp):
-                h = weight @ h + bias[:, None]
-                h = _relu(h) if i < len(self.mlp) - 1 else h
-            a = a + h.reshape(a.shape)
-        b = mean_y - a * mean_x
-        # smoothing A and b once more is the guided filter's second step: it removes the window seams
-        return _box_mean(np.concatenate([a, b]), r)
+        return _coefficients(low_photo, low_edit, self.radius, self.eps, [(1.0, self.mlp)] if self.mlp else [])
+
+
+@dataclass(frozen=True)
+class MixedUpsampling:
+    """The full-resolution stage of a strength or blend (``Runtime.edit(strength=...)``).
+
+    ``eps`` is the weighted geometric mean of the concepts' and the neutral's (``NEUTRAL_EPS``:
+    the neutral edit is the photo, whose best fit is ``A = 1, b = 0``, which a near-zero
+    regulariser gives), and each concept's learned correction is added scaled by its weight.
+    At strength 1 it is the concept's own stage; at strength 0 the plain fit of the neutral's
+    edit, which gives the photo back at its own resolution.
+    """
+
+    radius: int
+    eps: float
+    corrections: tuple[tuple[float, tuple], ...]
+
+    def coefficients(self, low_photo: np.ndarray, low_edit: np.ndarray) -> np.ndarray:
+        return _coefficients(low_photo, low_edit, self.radius, self.eps, list(self.corrections))
+
+
+#: the regulariser the neutral concept's edit is fitted with (see MixedUpsampling)
+NEUTRAL_EPS = 1e-6
+
+
+def mixed_upsampling(stages: dict[str, GuidedUpsampling], weights: dict[str, float]) -> MixedUpsampling:
+    """The stage of the mix ``weights`` (``{concept: weight}``; the neutral takes ``1 - sum``)."""
+    neutral = 1.0 - sum(weights.values())
+    log_eps = neutral * np.log(NEUTRAL_EPS) + sum(w * np.log(stages[n].eps) for n, w in weights.items())
+    eps = float(np.clip(np.exp(log_eps), 1e-8, 0.5))
+    radius = stages[next(iter(weights))].radius
+    corrections = tuple((float(w), stages[n].mlp) for n, w in weights.items() if w and stages[n].mlp)
+    return MixedUpsampling(radius, eps, corrections)
+
+
+def _coefficients(low_photo, low_edit, r: int, eps: float, corrections: list) -> np.ndarray:
+    """The guided filter's ``A`` and ``b`` with learned corrections ``[(weight, mlp), ...]`` added to ``A``."""
+    # one box pass over all four statistics (12 planes), one over A and b (6): numpy's
+    # per-call overhead, not the arithmetic, is most of the cost at the model's size
+    means = _box_mean(np.concatenate([low_photo, low_edit, low_photo * low_edit, low_photo * low_photo]), r)
+    mean_x, mean_y, mean_xy, mean_xx = np.split(means, 4)
+    cov = mean_xy - mean_x * mean_y
+    var = mean_xx - mean_x * mean_x
+    a = cov / (var + np.float32(eps))
+    if corrections:
+        std = np.sqrt(np.maximum(var, 0))
+        features = np.concatenate([mean_x, mean_y, std * 4, cov * 16]).reshape(FEATURES, -1)
+        for weight, mlp in corrections:
+            h = features
+            for i, (w, bias) in enumerate(mlp):
+                h = w @ h + bias[:, None]
+                h = _relu(h) if i < len(mlp) - 1 else h
+            a = a + (h if weight == 1.0 else np.float32(weight) * h).reshape(a.shape)
+    b = mean_y - a * mean_x
+    # smoothing A and b once more is the guided filter's second step: it removes the window seams
+    return _box_mean(np.concatenate([a, b]), r)
 
 
 def tensor_shapes(hidden: int) -> dict[str, tuple[int, ...]]:

@@ -93,3 +93,35 @@ def model_inputs(photo_paths):
     from pocketgan.runtime.imaging import to_model_input
 
     return {p.name: to_model_input(load_rgb(p), IMAGE_SIZE)[0] for p in photo_paths}
+
+
+@pytest.fixture(scope="session")
+def tiny_mix_bundle(tiny_generator, tiny_concepts):
+    """The tiny bundle with a (random) neutral concept: strength and blending."""
+    from helpers import random_lora
+    from pocketgan.bundle import Bundle
+    from pocketgan.concepts import Concept
+
+    cfg = tiny_generator.config
+    g = torch.Generator().manual_seed(7)
+    neutral = Concept(
+        "neutral",
+        random_lora(tiny_generator, dict.fromkeys(tiny_concepts[0].ranks, 1), seed=77),
+        torch.randn(cfg.token_count, cfg.token_dim, generator=g),
+    )
+    return Bundle.from_parts("tiny", tiny_generator, tiny_concepts, neutral=neutral)
+
+
+@pytest.fixture(scope="session")
+def mix_export(tmp_path_factory, tiny_mix_bundle) -> Path:
+    """The tiny mix bundle exported to ONNX (both concept modes) and ExecuTorch (separate: a
+    method per concept + the mix method), with golden vectors of strengths and a blend."""
+    pytest.importorskip("executorch")
+    from pocketgan.bundle import save_bundle
+    from pocketgan.export import ExportConfig, run_export
+
+    root = tmp_path_factory.mktemp("mix")
+    save_bundle(tiny_mix_bundle, root / "src")
+    run_export(ExportConfig(out=root / "onnx", bundle=root / "src", targets=("onnx",), concepts="both"))
+    run_export(ExportConfig(out=root / "et", bundle=root / "src", targets=("onnx", "executorch")))
+    return root

@@ -225,10 +225,18 @@ CASES = {
     "integer_over_int64": (_text('"parameters": 594236', '"parameters": 99999999999999999999'), M, M),
     "number_overflows": (_text('"threshold_db": 35.0', '"threshold_db": 1e999'), M, M),
     "nan": (_text('"threshold_db": 35.0', '"threshold_db": NaN'), M, M),
-    "duplicate_key": (_text('"format_version": 1,', '"format_version": 1, "format_version": 2,'), M, M),
+    "duplicate_key": (
+        _text('"format": "pocketgan-bundle",', '"format": "pocketgan-bundle", "format": "pocketgan-bundle",'),
+        M,
+        M,
+    ),
     "deep_nesting": (_text('"steps": 800', '"steps": ' + _nested(100_000)), M, M),
     "nesting_just_too_deep": (_text('"steps": 800', '"steps": ' + _nested(MAX_JSON_DEPTH)), M, M),
-    "manifest_over_4mib": (_text('"format_version": 1,', '"format_version": 1,' + " " * (5 << 20)), M, M),
+    "manifest_over_4mib": (
+        _text('"format": "pocketgan-bundle",', '"format": "pocketgan-bundle",' + " " * (5 << 20)),
+        M,
+        M,
+    ),
     # patterns anchored at the very end (no "$ before a trailing newline")
     "concept_name_newline": (_text('"name": "cartoon"', '"name": "cartoon\\n"'), M, M),
     "adapter_key_newline": (_text('"cartoon": "onnx/', '"cartoon\\n": "onnx/'), M, M),

@@ -30,7 +30,9 @@ def view() -> Manifest:
 
 
 def test_view_matches_the_dict(view, raw):
-    assert view.format_version == raw["format_version"] == 1
+    assert view.format_version == raw["format_version"] == 2  # the default bundle has strength and blending
+    assert view.neutral is not None and view.mix_ranks == raw["neutral"]["mix_ranks"]
+    assert view.strength_curves["cartoon"] == tuple(raw["neutral"]["strength_curves"]["cartoon"])
     assert view.input == TensorSpec("image", "float32", (1, 3, 256, 256), "NCHW", "RGB", (-1.0, 1.0))
     assert view.output.name == raw["io"]["output"]["name"] and view.output.shape == view.input.shape
     assert view.input_size == 256

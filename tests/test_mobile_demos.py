@@ -519,29 +519,41 @@ def kotlin_core(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def golden_outputs(tmp_path_factory, separate_export) -> Path:
-    """The Python runtime's model output for every concept's golden input, as raw float32 files."""
+def golden_bundle(mix_export) -> Path:
+    """A tiny bundle with a neutral concept exported for ExecuTorch (+ ONNX, which the Python
+    runtime below runs): golden vectors of every concept, of strengths and of a blend."""
+    return mix_export / "et"
+
+
+@pytest.fixture(scope="module")
+def golden_outputs(tmp_path_factory, golden_bundle) -> Path:
+    """The Python runtime's model output for every golden input, as raw float32 files:
+    ``<concept>.f32`` and ``mix-<i>.f32`` (``neutral.golden_mixes[i]``)."""
     from PIL import Image
 
     from pocketgan.runtime import open_bundle
     from pocketgan.runtime.imaging import to_model_input
 
     out = tmp_path_factory.mktemp("golden_outputs")
-    rt = open_bundle(separate_export)
-    manifest = json.loads((separate_export / "manifest.json").read_text())
+    rt = open_bundle(golden_bundle)
+    manifest = json.loads((golden_bundle / "manifest.json").read_text())
     for c in manifest["concepts"]:
-        rgb = np.asarray(Image.open(separate_export / c["golden"]["input"]).convert("RGB"))
+        rgb = np.asarray(Image.open(golden_bundle / c["golden"]["input"]).convert("RGB"))
         x, _ = to_model_input(rgb, rt.input_size)
         (out / "golden_input.f32").write_bytes(x.astype("<f4").tobytes())
         (out / f"{c['name']}.f32").write_bytes(rt.run_tensor(x, concept=c["name"]).astype("<f4").tobytes())
+    for i, g in enumerate(manifest["neutral"]["golden_mixes"]):
+        rgb = np.asarray(Image.open(golden_bundle / g["input"]).convert("RGB"))
+        x, _ = to_model_input(rgb, rt.input_size)
+        (out / f"mix-{i}.f32").write_bytes(rt.run_tensor(x, blend=g["weights"]).astype("<f4").tobytes())
     return out
 
 
-def test_kotlin_core_unit_tests_pass(kotlin_core, separate_export, golden_outputs, tmp_path):
+def test_kotlin_core_unit_tests_pass(kotlin_core, golden_bundle, golden_outputs, tmp_path):
     bench_sample = tmp_path / "bench-sample.json"
     props = {
         "pocketgan.fixtures": FIXTURES,
-        "pocketgan.goldenBundle": separate_export,
+        "pocketgan.goldenBundle": golden_bundle,
         "pocketgan.goldenOutputs": golden_outputs,
         "pocketgan.benchSampleOut": bench_sample,
     }

@@ -475,6 +475,7 @@ def test_web_demo_in_chromium(browser_tools, web_bundle, test_photo, tmp_path):
         got = np.frombuffer((out / f"golden-{c['name']}.rgb").read_bytes(), np.uint8).reshape(expected.shape)
         assert psnr(got, expected, peak=255.0) >= PSNR_DB
 
+    assert results["strength"] is None  # no neutral concept: no slider
     assert results["sample"].startswith("before: sample (256×96)")
     assert results["dropped"].startswith("before: dropped.png (320×240)")
     assert results["webcam"]["frames"] >= 3 and "fps" in results["webcam"]["timing"]
@@ -525,6 +526,24 @@ def test_web_demo_runs_the_default_bundle(browser_tools, test_photo, tmp_path):
         assert all(g["passed"] for g in results["golden"]), results["golden"]
     scores = _page_vs_runtime(bundle, test_photo, out, results)
     assert all(db >= PSNR_DB for db in scores.values()), scores
+    if read_manifest(bundle).get("neutral") is not None:
+        # the strength slider, dragged to 0.5 in the page, against the Python runtime; and the
+        # golden vectors of the strengths and the blend, checked by the page
+        from pocketgan.runtime import Runtime
+
+        strength = results["strength"]
+        assert strength is not None and strength["shown"] == "0.5", strength
+        want = Runtime(bundle, threads=1).edit(
+            np.asarray(Image.open(test_photo).convert("RGB")),
+            concept=strength["concept"],
+            strength=0.5,
+            resolution="upscale",
+        )
+        got = np.frombuffer((out / "strength-0.5.rgb").read_bytes(), np.uint8).reshape(want.shape)
+        scores["strength 0.5"] = psnr(got, want, peak=255.0)
+        assert scores["strength 0.5"] >= PSNR_DB, scores
+        mixes = [g for g in results["golden"] if "=" in g["concept"]]
+        assert len(mixes) == len(read_manifest(bundle)["neutral"]["golden_mixes"]) == 3, results["golden"]
     _check_screenshot(screenshot)
     report = {
         "bundle": "embedded default",

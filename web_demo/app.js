@@ -89,8 +89,20 @@ async function openFile(file) {
   }
 }
 
+function strength() {
+  return Number($('strength').value);
+}
+
+async function setStrength(value) {
+  $('strength').value = String(value);
+  $('strength-value').textContent = String(value);
+  state.runtime.setConcept(state.runtime.concept, { strength: strength() });
+  if (state.photo && !state.webcam) return editAndShow(state.photo);
+  return null;
+}
+
 async function selectConcept(name) {
-  state.runtime.setConcept(name);
+  state.runtime.setConcept(name, state.runtime.canMix ? { strength: strength() } : {});
   for (const b of document.querySelectorAll('.concept')) b.setAttribute('aria-pressed', String(b.dataset.concept === name));
   if (state.photo && !state.webcam) return editAndShow(state.photo);
   return null;
@@ -190,6 +202,10 @@ function wireInputs() {
     if (state.webcam) stopWebcam();
     else startWebcam().catch((e) => setStatus(`webcam: ${e.message}`, true));
   });
+  if (state.runtime.canMix) {
+    $('strength-control').hidden = false;
+    $('strength').addEventListener('input', (e) => setStrength(Number(e.target.value)).catch((err) => setStatus(err.message, true)));
+  }
   const golden = state.runtime.goldenConcepts;
   if (golden.length) {
     const sample = $('sample');
@@ -229,6 +245,7 @@ window.pocketganDemo = {
   state,
   get runtime() { return state.runtime; },
   selectConcept,
+  setStrength,
   showPhoto,
   checkGolden,
   startWebcam,

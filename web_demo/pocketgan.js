@@ -19,13 +19,15 @@
 
 import { fromModelOutput, psnr, toModelInput } from './lib/imaging.js';
 import { parseOnnxAdapter } from './lib/onnx_adapter.js';
+import { MixError, checkMix, isMixInput, mixTensors, strengthWeight, toHalf } from './lib/concept_mix.js';
 import { stripInitializers } from './lib/onnx_model.js';
 import { sha256Hex } from './lib/sha256.js';
 
-export { fromModelOutput, psnr, toModelInput };
+export { MixError, fromModelOutput, psnr, toModelInput };
 
 export const FORMAT_NAME = 'pocketgan-bundle';
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2; // 2: strength and blending (manifest neutral); 1 still read
+const NEUTRAL = '<neutral>'; // the neutral adapter's key: not a valid concept name
 
 export class PocketganError extends Error {
   constructor(message) {
@@ -127,7 +129,7 @@ export function imageDataOf(source, width, height) {
 }
 
 export class PocketganRuntime {
-  constructor({ ort, session, manifest, base, feeds, reader, executionProviders }) {
+  constructor({ ort, session, manifest, base, feeds, reader, executionProviders, tensors = null, neutral = null }) {
     this.ort = ort;
     this.session = session;
     this.manifest = manifest;
@@ -142,6 +144,20 @@ export class PocketganRuntime {
     this.size = this.inputShape[2];
     this.concepts = manifest.concepts.map((c) => c.name);
     this._concept = this.concepts[0];
+    this._mix = [[this._concept, 1]];
+    this._tensors = tensors; // concept -> its adapter's float32 tensors (for mixing)
+    this._neutral = neutral; // the neutral adapter's tensors, or null: no strength or blending
+    this._mixCache = null;
+  }
+
+  /** Whether this bundle has strength and blending (a neutral concept). */
+  get canMix() {
+    return this._neutral !== null;
+  }
+
+  /** The active concept and strength, or blend: {name: weight}. */
+  get mix() {
+    return Object.fromEntries(this._mix);
   }
 
   /** The manifest entry of a concept (name, description, teacher, golden, ...). */
@@ -155,18 +171,73 @@ export class PocketganRuntime {
     return this._concept;
   }
 
-  /** Hot swap: the next run feeds this concept's tensors. No session is created, nothing is read. */
-  setConcept(name) {
+  /**
+   * Hot swap: the next run feeds this concept's tensors, at `strength` (0: the photo back, 1:
+   * the concept as trained, up to 1.5). No session is created, nothing is read.
+   */
+  setConcept(name, { strength = 1 } = {}) {
     this.conceptInfo(name);
+    const mix = this._checkedMix({ [name]: this._weight(name, strength) });
     this._concept = name;
+    this._mix = mix;
   }
 
-  /** Raw model call: Float32Array (1, 3, S, S) in [-1, 1] -> same shape, edited. */
-  async runTensor(x, { concept = this._concept } = {}) {
-    this.conceptInfo(concept);
+  /** Blend concepts in one pass: {cartoon: 0.6, stylize: 0.4} (the neutral takes what the weights leave). */
+  setBlend(weights) {
+    const mix = this._checkedMix(weights);
+    this._concept = mix.reduce((best, e) => (e[1] > best[1] ? e : best))[0];
+    this._mix = mix;
+  }
+
+  _checkedMix(weights) {
+    const mix = checkMix(weights, this.concepts);
+    const plain = mix.length === 1 && mix[0][1] === 1;
+    if (!plain && !this.canMix) {
+      throw new MixError('this bundle has no neutral concept, so it has no strength or blending: re-export it (docs/strength-and-blending.md)');
+    }
+    if (!plain) this._feedsOf(mix); // a mix the graph's rank cannot hold fails here, not at the next run
+    return mix;
+  }
+
+  _feedsOf(mix) {
+    if (mix.length === 1 && mix[0][1] === 1) return this._feeds.get(mix[0][0]);
+    const key = JSON.stringify(mix);
+    if (this._mixCache && this._mixCache.key === key) return this._mixCache.feeds;
+    const inputs = this.manifest.targets.onnx.concept_inputs;
+    const half = (this.manifest.targets.onnx.concept_input_dtype || 'float32') === 'float16';
+    const mixed = mixTensors(this._tensors, this._neutral, mix, inputs);
+    const feeds = {};
+    for (const [name, t] of Object.entries(mixed)) {
+      feeds[name] = half ? new this.ort.Tensor('float16', toHalf(t.data), t.dims) : new this.ort.Tensor('float32', t.data, t.dims);
+    }
+    this._mixCache = { key, feeds };
+    return feeds;
+  }
+
+  _callMix({ concept, strength, blend }) {
+    if (blend !== undefined) {
+      if (concept !== undefined || strength !== undefined) throw new MixError('give either blend or concept/strength, not both');
+      return this._checkedMix(blend);
+    }
+    if (concept === undefined && strength === undefined) return this._mix;
+    const name = concept ?? this._concept;
+    this.conceptInfo(name);
+    return this._checkedMix({ [name]: strength === undefined ? 1 : this._weight(name, strength) });
+  }
+
+  /** The mix weight of a strength: the concept's calibration curve (range checked first). */
+  _weight(name, strength) {
+    checkMix({ [name]: strength }, this.concepts);
+    const curves = (this.manifest.neutral && this.manifest.neutral.strength_curves) || {};
+    return strengthWeight(curves[name], strength);
+  }
+
+  /** Raw model call: Float32Array (1, 3, S, S) in [-1, 1] -> same shape, edited (options: concept, strength, blend). */
+  async runTensor(x, options = {}) {
+    const mix = this._callMix(options);
     const expected = this.inputShape.reduce((a, b) => a * b, 1);
     if (x.length !== expected) throw new BundleError(`input has ${x.length} values, the model takes ${JSON.stringify(this.inputShape)}`);
-    const feeds = { [this.inputName]: new this.ort.Tensor('float32', x, this.inputShape), ...this._feeds.get(concept) };
+    const feeds = { [this.inputName]: new this.ort.Tensor('float32', x, this.inputShape), ...this._feedsOf(mix) };
     // onnxruntime-web runs one call per session at a time: queue them
     const run = this._queue.then(() => this.session.run(feeds));
     this._queue = run.catch(() => {});
@@ -180,15 +251,17 @@ export class PocketganRuntime {
    * Edit an image: ImageData-like {width, height, data (RGBA or RGB bytes)} of any size ->
    * {image: ImageData-like RGBA of the same size, timings: {preprocess, model, postprocess, total} in ms}.
    */
-  async edit(image, { concept = this._concept } = {}) {
+  async edit(image, options = {}) {
+    const mix = this._callMix(options);
     const t0 = now();
     const { tensor, placement } = toModelInput(image, this.size);
     const t1 = now();
-    const y = await this.runTensor(tensor, { concept });
+    const y = await this.runTensor(tensor, options);
     const t2 = now();
     const out = fromModelOutput(y, placement);
     const t3 = now();
-    return { image: out, concept, timings: { preprocess: t1 - t0, model: t2 - t1, postprocess: t3 - t2, total: t3 - t0 } };
+    const label = mix.length === 1 && mix[0][1] === 1 ? mix[0][0] : mix.map(([n, w]) => `${n}=${w}`).join(',');
+    return { image: out, concept: label, timings: { preprocess: t1 - t0, model: t2 - t1, postprocess: t3 - t2, total: t3 - t0 } };
   }
 
   /** A file of the bundle, by its manifest path, size and sha256 checked. */
@@ -214,12 +287,16 @@ export class PocketganRuntime {
       if (!cache.has(rel)) cache.set(rel, decode(await this.readArtifact(rel)));
       return cache.get(rel);
     };
-    for (const name of this.goldenConcepts) {
-      const { input, output } = this.conceptInfo(name).golden;
+    const cases = this.goldenConcepts.map((name) => [name, this.conceptInfo(name).golden, { concept: name }]);
+    for (const g of (this.canMix && this.manifest.neutral.golden_mixes) || []) {
+      const label = Object.entries(g.weights).map(([n, w]) => `${n}=${w}`).join(',');
+      cases.push([label, g, { blend: g.weights }]);
+    }
+    for (const [label, { input, output }, options] of cases) {
       const [photo, expected] = await Promise.all([load(input), load(output)]);
-      const { image, timings } = await this.edit(photo, { concept: name });
+      const { image, timings } = await this.edit(photo, options);
       const db = psnr(image, expected);
-      results.push({ concept: name, psnr: db, thresholdDb: threshold, passed: db >= threshold, ms: timings.total, image, expected });
+      results.push({ concept: label, psnr: db, thresholdDb: threshold, passed: db >= threshold, ms: timings.total, image, expected });
     }
     return results;
   }
@@ -260,9 +337,10 @@ export async function openBundle(url, { ort, executionProviders = ['wasm'], sess
   // int8 exports take the concept tensors as float16 (manifest concept_input_dtype)
   const conceptDtype = onnx.concept_input_dtype || 'float32';
 
-  const [modelBytes, adapters] = await Promise.all([
+  const [modelBytes, adapters, neutralAdapter] = await Promise.all([
     reader.bytes(onnx.model),
     Promise.all(manifest.concepts.map(async (c) => [c.name, parseOnnxAdapter(await reader.bytes(onnx.adapters[c.name]))])),
+    onnx.neutral ? reader.bytes(onnx.neutral).then(parseOnnxAdapter) : null,
   ]);
   const { model, removed, inputs } = stripInitializers(modelBytes, names);
   const missing = names.filter((n) => !inputs.includes(n));
@@ -280,24 +358,47 @@ export async function openBundle(url, { ort, executionProviders = ['wasm'], sess
   }
 
   const feeds = new Map();
-  for (const [concept, adapter] of adapters) {
-    const tensors = {};
-    for (const name of names) {
+  const floats = new Map(); // concept -> float32 tensors, what strength and blending mix
+  const all = neutralAdapter ? [...adapters, [NEUTRAL, neutralAdapter]] : adapters;
+  // the second (mix) LoRA's inputs: no adapter sets them; zero unless a mix runs
+  const mixNames = names.filter(isMixInput);
+  const adapterNames = names.filter((n) => !isMixInput(n));
+  const zeros = {};
+  for (const name of mixNames) {
+    const n = conceptInputs[name].reduce((a, b) => a * b, 1);
+    zeros[name] = conceptDtype === 'float16' ? new ort.Tensor('float16', new Uint16Array(n), conceptInputs[name])
+      : new ort.Tensor('float32', new Float32Array(n), conceptInputs[name]);
+  }
+  const neutralRanks = (manifest.neutral && manifest.neutral.ranks) || {};
+  for (const [concept, adapter] of all) {
+    const tensors = { ...zeros };
+    const values = {};
+    for (const name of adapterNames) {
       const p = adapter.parameters.get(name);
       if (!p) throw new BundleError(`adapter of ${JSON.stringify(concept)} lacks ${name}`);
-      if (JSON.stringify(p.dims) !== JSON.stringify(conceptInputs[name])) {
-        throw new BundleError(`adapter of ${JSON.stringify(concept)}: ${name} has shape ${JSON.stringify(p.dims)}, the model takes ${JSON.stringify(conceptInputs[name])}`);
+      let want = conceptInputs[name];
+      const layer = name.slice(0, name.lastIndexOf('.lora_'));
+      if (concept === NEUTRAL && layer in neutralRanks) { // the neutral adapter is at its own ranks
+        want = name.endsWith('.lora_A.weight') ? [neutralRanks[layer], ...want.slice(1)] : [want[0], neutralRanks[layer], ...want.slice(2)];
+      }
+      if (JSON.stringify(p.dims) !== JSON.stringify(want)) {
+        throw new BundleError(`adapter of ${JSON.stringify(concept)}: ${name} has shape ${JSON.stringify(p.dims)}, the model takes ${JSON.stringify(want)}`);
       }
       if (p.dtype !== conceptDtype) {
         throw new BundleError(`adapter of ${JSON.stringify(concept)}: ${name} is ${p.dtype}, the model takes ${conceptDtype}`);
       }
       tensors[name] = conceptDtype === 'float16' ? new ort.Tensor('float16', p.half, p.dims) : new ort.Tensor('float32', p.data, p.dims);
+      values[name] = { dims: p.dims, data: p.data };
     }
-    if (adapter.parameters.size !== names.length) {
+    if (adapter.parameters.size !== adapterNames.length) {
       const extra = [...adapter.parameters.keys()].filter((n) => !(n in conceptInputs));
       throw new BundleError(`adapter of ${JSON.stringify(concept)} holds tensors the model does not take: ${extra.slice(0, 3).join(', ')}`);
     }
     feeds.set(concept, tensors);
+    floats.set(concept, values);
   }
-  return new PocketganRuntime({ ort, session, manifest, base, feeds, reader, executionProviders });
+  const neutral = floats.get(NEUTRAL) || null;
+  floats.delete(NEUTRAL);
+  feeds.delete(NEUTRAL);
+  return new PocketganRuntime({ ort, session, manifest, base, feeds, reader, executionProviders, tensors: floats, neutral });
 }

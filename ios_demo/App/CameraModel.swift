@@ -13,6 +13,12 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
     @Published var selected = ""
     /// while true the camera frame is shown unedited ("hold for original")
     @Published var showOriginal = false
+    /// the bundle has strength and blending (the sliders are shown)
+    @Published var canMix = false
+    /// strength of the selected concept, 0...1.5
+    @Published var strength = 1.0 { didSet { applyMix() } }
+    /// cross-fade from the selected concept to the next one, 0...1
+    @Published var crossFade = 0.0 { didSet { applyMix() } }
 
     private let session = AVCaptureSession()
     private let frames = DispatchQueue(label: "pocketgan.camera")
@@ -30,6 +36,7 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
                 let concepts = engine.manifest.concepts
                 DispatchQueue.main.async {
                     self.concepts = concepts
+                    self.canMix = engine.canMix
                     self.selected = engine.concept
                     self.status = "\(concepts.count) concepts, \(engine.variant.rawValue) (\(engine.packagePaths.count == 1 ? engine.packagePaths[0] : "\(engine.packagePaths.count) packages"))"
                 }
@@ -43,7 +50,27 @@ final class CameraModel: NSObject, ObservableObject, AVCaptureVideoDataOutputSam
     /// A concept switch: the next frame runs another loaded function.
     func select(_ concept: String) {
         selected = concept
-        frames.async { try? self.engine?.setConcept(concept) }
+        crossFade = 0
+        applyMix()
+    }
+
+    /// The selected concept at the slider's strength, or the cross-fade to the next concept:
+    /// the next frame runs the mix function with new weights (nothing is reloaded).
+    private func applyMix() {
+        let concept = selected, strength = strength, fade = crossFade
+        let names = concepts.map(\.name)
+        frames.async {
+            guard let engine = self.engine, let i = names.firstIndex(of: concept) else { return }
+            do {
+                if fade > 0, engine.canMix {
+                    try engine.setCrossFade(from: concept, to: names[(i + 1) % names.count], t: fade)
+                } else {
+                    try engine.setConcept(concept, strength: engine.canMix ? strength : 1.0)
+                }
+            } catch {
+                DispatchQueue.main.async { self.status = error.localizedDescription }
+            }
+        }
     }
 
     func checkGolden() {

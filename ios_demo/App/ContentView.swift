@@ -1,8 +1,8 @@
 import PocketganCore
 import SwiftUI
 
-/// The edited camera feed, the FPS overlay, one chip per concept of the manifest, and the
-/// golden-vector check.
+/// The edited camera feed, the FPS overlay, one chip per concept of the manifest, the strength
+/// and cross-fade sliders (bundles with a neutral concept), and the golden-vector check.
 struct ContentView: View {
     @StateObject private var camera = CameraModel()
 
@@ -35,6 +35,20 @@ struct ContentView: View {
                         }
                     }
                 }
+                if camera.canMix {
+                    HStack {
+                        Text(String(format: "strength %.2f", camera.strength))
+                            .font(.system(size: 12, design: .monospaced))
+                            .foregroundStyle(.white)
+                        Slider(value: $camera.strength, in: 0...1.5)
+                    }
+                    HStack {
+                        Text("cross-fade to next")
+                            .font(.system(size: 12, design: .monospaced))
+                            .foregroundStyle(.white)
+                        Slider(value: $camera.crossFade, in: 0...1)
+                    }
+                }
                 HStack {
                     Text("Hold for original")
                         .padding(.vertical, 8)
@@ -50,7 +64,7 @@ struct ContentView: View {
                 }
             }
             .padding(8)
-            .background(alignment: .bottom) { Color.black.opacity(0.5).frame(height: 150).ignoresSafeArea() }
+            .background(alignment: .bottom) { Color.black.opacity(0.5).frame(height: camera.canMix ? 230 : 150).ignoresSafeArea() }
         }
         .onAppear { camera.start() }
     }

@@ -38,16 +38,21 @@ public final class CoreMLEngine {
     public let packagePaths: [String]
 
     private let models: [String: MLModel]
+    /// the mix function (strength and blending) and its weights input, when the bundle has one
+    private let mixModel: MLModel?
+    private var mixWeights: [Float]?
     private let inputName: String
     private let outputName: String
     private let inputShape: [NSNumber]
     private let lock = NSLock()
 
-    private init(bundle: PocketganBundle, variant: Variant, conceptMode: String, models: [String: MLModel], packagePaths: [String]) throws {
+    private init(bundle: PocketganBundle, variant: Variant, conceptMode: String, models: [String: MLModel], packagePaths: [String],
+                 mixModel: MLModel? = nil) throws {
         self.bundle = bundle
         self.variant = variant
         self.conceptMode = conceptMode
         self.models = models
+        self.mixModel = mixModel
         self.packagePaths = packagePaths
         let coreml = try bundle.manifest.requireCoreML()
         // the tensor names are the graph's, from the manifest (io / targets.coreml.inputs, outputs)
@@ -77,7 +82,14 @@ public final class CoreMLEngine {
                 models[concept] = try MLModel(contentsOf: url, configuration: perFunction)
             }
             let mode = coreml.package != nil ? "separate" : "merged"
-            return try CoreMLEngine(bundle: bundle, variant: .multifunction, conceptMode: mode, models: models, packagePaths: [package])
+            var mixModel: MLModel?
+            if mode == "separate", let mix = coreml.mix {
+                let perFunction = config.copy() as! MLModelConfiguration
+                perFunction.functionName = mix.function
+                mixModel = try MLModel(contentsOf: url, configuration: perFunction)
+            }
+            return try CoreMLEngine(bundle: bundle, variant: .multifunction, conceptMode: mode, models: models, packagePaths: [package],
+                                    mixModel: mixModel)
         }
         guard let fallback = coreml.ios17 else {
             throw PocketganError.bundle("this OS needs the iOS 17 fallback packages (targets.coreml.ios17): export with the fallback on")
@@ -115,19 +127,60 @@ public final class CoreMLEngine {
         return cache
     }
 
-    /// Makes `name` the active concept: the next call runs its function.
-    public func setConcept(_ name: String) throws {
+    /// Whether the bundle has strength and blending (the mix function).
+    public var canMix: Bool { mixModel != nil }
+
+    /// Makes `name` the active concept at `strength` (0: the photo back, 1: the concept as
+    /// trained, up to 1.5): the next call runs its function, or the mix function.
+    public func setConcept(_ name: String, strength: Double = 1.0) throws {
         guard models[name] != nil else { throw PocketganError.unknownConcept(name, known: concepts) }
+        let weights = strength == 1.0 ? nil : try mixVector(ConceptMix.strength(manifest, concept: name, strength: strength))
         lock.lock()
         concept = name
+        mixWeights = weights
         lock.unlock()
+    }
+
+    /// A cross-fade from `from` (t = 0) to `to` (t = 1) in one pass.
+    public func setCrossFade(from: String, to: String, t: Double) throws {
+        let mix = try ConceptMix.crossFade(manifest, from: from, to: to, t: t)
+        let weights = mix == [from: 1.0] ? nil : try mixVector(mix)
+        lock.lock()
+        concept = t < 0.5 ? from : to
+        mixWeights = weights
+        lock.unlock()
+    }
+
+    private func mixVector(_ weights: [String: Double]) throws -> [Float] {
+        guard canMix else { throw PocketganError.bundle("this bundle has no mix function: export it from a bundle with a neutral concept") }
+        return try ConceptMix.weightVector(manifest, weights)
+    }
+
+    /// The mix function on `x` with `weights` (its weight vector, `ConceptMix.weightVector`).
+    public func runMix(_ x: [Float], weights: [Float]) throws -> [Float] {
+        guard let model = mixModel, let mix = try manifest.requireCoreML().mix else {
+            throw PocketganError.bundle("this bundle has no mix function")
+        }
+        let array = try MLMultiArray(shape: inputShape, dataType: .float32)
+        array.withUnsafeMutableBufferPointer(ofType: Float.self) { buffer, _ in _ = buffer.initialize(from: x) }
+        let w = try MLMultiArray(shape: [NSNumber(value: weights.count)], dataType: .float32)
+        w.withUnsafeMutableBufferPointer(ofType: Float.self) { buffer, _ in _ = buffer.initialize(from: weights) }
+        let features = try MLDictionaryFeatureProvider(dictionary: [
+            inputName: MLFeatureValue(multiArray: array), mix.weightsInput: MLFeatureValue(multiArray: w),
+        ])
+        guard let y = try model.prediction(from: features).featureValue(for: outputName)?.multiArrayValue else {
+            throw PocketganError.bundle("the mix function returned no '\(outputName)' array")
+        }
+        return try Self.floats(y, count: manifest.io.output.elementCount)
     }
 
     /// Raw model call: (1, 3, S, S) Float32 NCHW in [-1, 1] -> the same shape.
     public func runTensor(_ x: [Float], concept: String? = nil) throws -> [Float] {
         lock.lock()
         let name = concept ?? self.concept
+        let weights = concept == nil ? mixWeights : nil
         lock.unlock()
+        if let weights = weights { return try runMix(x, weights: weights) }
         guard let model = models[name] else { throw PocketganError.unknownConcept(name, known: concepts) }
         let array = try MLMultiArray(shape: inputShape, dataType: .float32)
         guard array.count == x.count else { throw PocketganError.invalidImage("input has \(x.count) floats, expected \(array.count)") }
@@ -201,7 +254,9 @@ public final class CoreMLEngine {
 
     /// Every concept on the bundle's golden input, against its expected output.
     public func checkGolden() throws -> [GoldenCheck.Result] {
-        try GoldenCheck.run(bundle: bundle, decode: RGBImage.decodePNG) { concept, x in try runTensor(x, concept: concept) }
+        let concepts = try GoldenCheck.run(bundle: bundle, decode: RGBImage.decodePNG) { concept, x in try runTensor(x, concept: concept) }
+        guard canMix else { return concepts }
+        return concepts + (try GoldenCheck.runMixes(bundle: bundle, decode: RGBImage.decodePNG) { w, x in try runMix(x, weights: w) })
     }
 }
 

@@ -6,6 +6,7 @@ the runtime can read bundles without torch; ``docs/bundle-format.md`` is the con
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ from pocketgan.models.cost import count_macs
 from pocketgan.models.generator import Generator, GeneratorConfig
 from pocketgan.models.guided_upsampler import GuidedUpsampler, GuidedUpsamplerConfig
 from pocketgan.models.registry import GENERATOR_SIZES
-from pocketgan.runtime.errors import BundleError, UnknownConceptError
+from pocketgan.runtime.errors import BundleError, MixError, UnknownConceptError
 from pocketgan.runtime.manifest import (
+    BASE_FORMAT_VERSION,
     FORMAT_NAME,
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -55,6 +57,11 @@ class Bundle:
         path: where it was loaded from, if anywhere.
         upsampler: the full-resolution stage's settings, when the concepts carry one
             (docs/full-resolution.md); None: bundles made before it.
+        neutral: the identity concept that strength 0 and the rest of a blend weigh in
+            (``pocketgan.runtime.concept_mix``); None: a bundle without strength and blending.
+            With one, the separate graph gets a second LoRA of ``mix_ranks`` (concept rank +
+            neutral rank per layer), so a concept at any strength or a two-concept blend is one
+            exact set of tensors while every concept's adapter keeps ``rank_pattern``.
     """
 
     size: str
@@ -64,22 +71,43 @@ class Bundle:
     rank_pattern: dict[str, int]
     path: Path | None = None
     upsampler: GuidedUpsamplerConfig | None = None
+    neutral: Concept | None = None
+    #: per concept, the weights of strengths 0, 0.1, ..., 1 (``pocketgan.training.neutral.strength_curve``)
+    strength_curves: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_parts(
-        cls, size: str, generator: Generator, concepts: list[Concept], upsampler: GuidedUpsamplerConfig | None = None
+        cls,
+        size: str,
+        generator: Generator,
+        concepts: list[Concept],
+        upsampler: GuidedUpsamplerConfig | None = None,
+        neutral: Concept | None = None,
     ) -> "Bundle":
         if not concepts:
             raise ValueError("a bundle needs at least one concept")
-        for concept in concepts:
+        for concept in concepts + ([neutral] if neutral is not None else []):
             check_concept_fits(concept, generator)
         return cls(
             size,
             generator.config,
             {k: v.detach().clone() for k, v in generator.state_dict().items()},
             list(concepts),
-            rank_pattern_of(concepts),
+            rank_pattern_of(concepts, neutral),
             upsampler=upsampler,
+            neutral=neutral,
+        )
+
+    def with_concepts(self, concepts: list[Concept]) -> "Bundle":
+        """The same base and neutral with other concepts (the rank pattern follows them)."""
+        if not concepts:
+            raise ValueError("a bundle needs at least one concept")
+        names = {c.name for c in concepts}
+        return dataclasses.replace(
+            self,
+            concepts=list(concepts),
+            rank_pattern=rank_pattern_of(concepts, self.neutral),
+            strength_curves={k: v for k, v in self.strength_curves.items() if k in names},
         )
 
     @property
@@ -97,10 +125,50 @@ class Bundle:
         g.load_state_dict(self.base_state)
         return g.eval()
 
-    def model_for(self, concept: str | None, mode: str = "separate") -> ConceptModel:
-        """The single-input model for one concept (``None``: base with zero LoRA)."""
+    @property
+    def mix_ranks(self) -> dict[str, int] | None:
+        """Per layer, the rank of the separate graph's second LoRA (strength and blending):
+        concept rank + neutral rank, so that with the first one (``rank_pattern``) two concepts
+        and the neutral fit exactly. None without a neutral."""
+        if self.neutral is None:
+            return None
+        return {layer: r + self.neutral.ranks[layer] for layer, r in self.rank_pattern.items()}
+
+    def model_for(self, concept: str | None, mode: str = "separate", *, mix_slot: bool = False) -> ConceptModel:
+        """The single-input model for one concept (``None``: base with zero LoRA); ``mix_slot``:
+        with the zero second LoRA of strength and blending (the separate ONNX graph's form)."""
         adapter = self.concept(concept) if concept else None
-        return concept_model(self.base_generator(), adapter, self.rank_pattern, mode=mode)
+        mix_ranks = self.mix_ranks if mix_slot else None
+        return concept_model(self.base_generator(), adapter, self.rank_pattern, mode=mode, mix_ranks=mix_ranks)
+
+    @property
+    def mix_total_ranks(self) -> dict[str, int]:
+        """Per layer, the rank a mix's tensors have (both LoRA slots together)."""
+        if self.mix_ranks is None:
+            raise MixError("this bundle has no neutral concept, so it has no strength or blending")
+        return {layer: r + self.mix_ranks[layer] for layer, r in self.rank_pattern.items()}
+
+    def mixed_concept(self, weights: dict[str, float]) -> Concept:
+        """The concept that a mix ``{name: weight}`` runs as (``pocketgan.runtime.concept_mix``),
+        at both LoRA slots' rank (``mix_total_ranks``). Raises ``MixError`` when the bundle has no
+        neutral concept."""
+        from pocketgan.runtime.concept_mix import TOKENS, concept_mix, mix_tensors
+
+        mix = concept_mix(weights, self.concept_names)
+
+        def tensors(c: Concept) -> dict[str, np.ndarray]:
+            return {k: v.numpy() for k, v in c.lora.items()} | {TOKENS: c.tokens[None].numpy()}
+
+        mixed, _ = mix_tensors(
+            {n: tensors(self.concept(n)) for n in mix.as_dict()}, tensors(self.neutral), mix, self.mix_total_ranks
+        )
+        tokens = torch.from_numpy(mixed.pop(TOKENS)[0])
+        return Concept("mix", {k: torch.from_numpy(v) for k, v in mixed.items()}, tokens, mix.label())
+
+    def model_for_mix(self, weights: dict[str, float]) -> ConceptModel:
+        """The single-input model of a strength or blend: the mixed tensors as one LoRA of both
+        slots' rank (what the exported graph computes with its two slots)."""
+        return concept_model(self.base_generator(), self.mixed_concept(weights), self.mix_total_ranks)
 
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor]:
         s = self.config.image_size
@@ -133,10 +201,11 @@ def check_concept_fits(concept: Concept, generator: Generator) -> None:
             )
 
 
-def rank_pattern_of(concepts: list[Concept]) -> dict[str, int]:
-    """Per-layer maximum rank over the concepts; every concept must adapt the same layers."""
+def rank_pattern_of(concepts: list[Concept], neutral: Concept | None = None) -> dict[str, int]:
+    """Per-layer maximum rank over the concepts; every concept (and the neutral) must adapt
+    the same layers."""
     layers = set(concepts[0].ranks)
-    for c in concepts[1:]:
+    for c in concepts[1:] + ([neutral] if neutral is not None else []):
         if set(c.ranks) != layers:
             raise ValueError(f"concept {c.name!r} adapts different layers than {concepts[0].name!r}")
     return {layer: max(c.ranks[layer] for c in concepts) for layer in sorted(layers)}
@@ -184,10 +253,36 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         if upsampler is not None:
             concept.upsampler = upsampler_tensors(stages[entry.name])
         concepts.append(concept)
-    return Bundle(manifest.generator.size, config, base_state, concepts, dict(manifest.rank_pattern), path, upsampler)
+    neutral = None
+    if manifest.neutral is not None:
+        files = manifest.neutral.files
+        weights = load_safetensors(read_artifact(path, manifest, files.adapter_weights))
+        read_artifact(path, manifest, files.adapter_config)
+        tokens = load_safetensors(read_artifact(path, manifest, files.embedding))["tokens"]
+        lora = {k.removeprefix("base_model.model."): v for k, v in weights.items()}
+        raw = manifest.to_dict()["neutral"]
+        neutral = Concept(
+            NEUTRAL, lora, tokens, manifest.neutral.description, manifest.neutral.teacher, raw.get("training", {})
+        )
+        curves = raw.get("strength_curves", {})
+    else:
+        curves = {}
+    return Bundle(
+        manifest.generator.size,
+        config,
+        base_state,
+        concepts,
+        dict(manifest.rank_pattern),
+        path,
+        upsampler,
+        neutral,
+        curves,
+    )
 
 
 UPSAMPLER_DIR = "upsampler"
+#: the neutral concept's name and directory in a source bundle
+NEUTRAL = "neutral"
 
 
 def upsampler_tensors(stage) -> dict[str, torch.Tensor]:
@@ -267,6 +362,7 @@ def assemble_manifest(
     concepts: list[dict],
     targets: dict[str, dict],
     artifacts: dict[str, dict],
+    neutral: dict | None = None,
 ) -> dict:
     """The whole ``manifest.json`` from its parts, the one place it is put together.
 
@@ -277,7 +373,8 @@ def assemble_manifest(
     size = bundle.config.image_size
     return {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        # a bundle that older readers can open stays version 1; strength and blending is 2
+        "format_version": FORMAT_VERSION if neutral is not None else BASE_FORMAT_VERSION,
         "pocketgan_version": pocketgan.__version__,
         "generator": generator_entry(bundle),
         "io": {"input": _io_spec(INPUT_NAME, size), "output": _io_spec(OUTPUT_NAME, size)},
@@ -286,6 +383,7 @@ def assemble_manifest(
         "rank_pattern": bundle.rank_pattern,
         **({"upsampler": bundle.upsampler.manifest_entry()} if bundle.upsampler is not None else {}),
         "concepts": concepts,
+        **({"neutral": neutral} if neutral is not None else {}),
         "targets": targets,
         "artifacts": artifacts,
     }
@@ -324,16 +422,29 @@ def save_bundle(
             concept_entries.append(concept_entry(c, f"concepts/{c.name}", upsampler=bundle.upsampler is not None))
         if bundle.upsampler is not None:
             _write_upsamplers(bundle, staging)
+        neutral_entry = None
+        if bundle.neutral is not None:
+            bundle.neutral.save(staging / NEUTRAL)
+            neutral_entry = concept_entry(bundle.neutral, NEUTRAL)
+            neutral_entry["mix_ranks"] = bundle.mix_ranks
+            curves = {c: bundle.strength_curves[c] for c in bundle.concept_names if c in bundle.strength_curves}
+            if curves:
+                neutral_entry["strength_curves"] = curves
         target_entries = {name: write(staging) for name, write in (targets or {}).items()}
         if golden is not None:
             vectors = golden(staging)
             for entry in concept_entries:
                 entry["golden"] = vectors[entry["name"]]
+            if neutral_entry is not None and "_mixes" in vectors:
+                neutral_entry["golden_mixes"] = vectors["_mixes"]
         if app:  # the targets are written (and parity-checked); the source goes
             shutil.rmtree(staging / "base")
             shutil.rmtree(staging / "concepts")
             for entry in concept_entries:
                 del entry["files"]
+            if neutral_entry is not None:
+                shutil.rmtree(staging / NEUTRAL)
+                del neutral_entry["files"]
         manifest = assemble_manifest(
             bundle,
             app=app,
@@ -341,6 +452,7 @@ def save_bundle(
             concepts=concept_entries,
             targets=target_entries,
             artifacts=list_artifacts(staging),
+            neutral=neutral_entry,
         )
         validate_manifest(json.loads(json.dumps(manifest)))
         atomic_write_json(staging / MANIFEST_NAME, manifest)

@@ -57,6 +57,12 @@ def describe(manifest: Manifest, path: Path, embedded: bool, verified: bool) -> 
     for c in manifest.concepts:
         share = 100 * c.parameters / gen.parameters
         lines.append(f"  {c.name:<16} {c.parameters:>6} params ({share:.2f}% of base)  {c.description}")
+    if manifest.neutral is not None:
+        score = manifest.neutral.training.get("heldout_psnr_db")
+        lines.append(
+            f"strength    0-1.5 and blending: neutral concept (rank {max(manifest.neutral.ranks.values())}"
+            + (f", gives held-out photos back at {score} dB)" if score is not None else ")")
+        )
     for name, target in manifest.targets.items():
         scores = [v for mode in target.parity.psnr_db.values() for v in mode.values()] if target.parity else []
         note = getattr(target, "parity_note", None) or "no scores"  # only Core ML exports carry a note
@@ -152,23 +158,36 @@ def edit_outputs(out: Path, images: list[str], concepts: list[str]) -> tuple[boo
 def cmd_edit(args: argparse.Namespace) -> int:
     from pocketgan._quiet import native_stderr_filtered
     from pocketgan.runtime import Runtime
+    from pocketgan.runtime.concept_mix import parse_blend
     from pocketgan.runtime.imaging import open_image
 
+    if args.blend is not None and (args.concept != "all" or args.strength is not None):
+        raise PocketganError("--blend names its concepts and weights: give it without --concept and --strength")
     with native_stderr_filtered():  # ExecuTorch's C++ runtime prints its CPU probing once
         runtime = Runtime(args.bundle, threads=args.threads, backend=args.backend, max_pixels=args.max_pixels)
-    concepts = list(runtime.concepts) if args.concept == "all" else [args.concept]
+    # (output label, how the runtime is set for it)
+    if args.blend is not None:
+        weights = parse_blend(args.blend)
+        jobs = [("+".join(f"{n}{w:g}" for n, w in weights.items()), lambda w=weights: runtime.set_blend(w))]
+    else:
+        concepts = list(runtime.concepts) if args.concept == "all" else [args.concept]
+        strength = 1.0 if args.strength is None else args.strength
+        suffix = "" if strength == 1.0 else f"-s{strength:g}"
+        jobs = [(c + suffix, lambda c=c: runtime.set_concept(c, strength=strength)) for c in concepts]
+    for _, activate in jobs:
+        activate()  # every name and strength checked before the first photo is read
     out = Path(args.out)
-    folder, target_of = edit_outputs(out, args.images, concepts)
+    folder, target_of = edit_outputs(out, args.images, [label for label, _ in jobs])
     if folder:
         out.mkdir(parents=True, exist_ok=True)
     for image_path in args.images:
         photo = open_image(image_path, max_pixels=args.max_pixels)  # typed errors: unreadable, too large
-        for concept in concepts:
-            runtime.set_concept(concept)
+        for label, activate in jobs:
+            activate()
             edited = runtime.edit(photo, resolution=args.resolution)
-            target = target_of(image_path, concept)
+            target = target_of(image_path, label)
             edited.save(target)
-            progress(f"{image_path} --{concept}--> {target}")
+            progress(f"{image_path} --{label}--> {target}")
     return 0
 
 
@@ -209,6 +228,17 @@ def register(sub) -> None:
         "(a path that does not exist and has no suffix is a folder)",
     )
     s.add_argument("--concept", "-c", default="all", help="concept name, or 'all' (default)")
+    s.add_argument(
+        "--strength",
+        type=float,
+        help="concept strength, 0 (the photo back) to 1.5 (default 1: the concept as trained); "
+        "outputs are named <image>-<concept>-s<strength>.png. See docs/strength-and-blending.md",
+    )
+    s.add_argument(
+        "--blend",
+        metavar="NAME=W,NAME=W",
+        help="blend concepts in one pass, e.g. cartoon=0.6,stylize=0.4 (each weight 0 to 1.5, sum at most 1.5)",
+    )
     s.add_argument("--bundle", type=Path, help="exported bundle (default: the embedded one)")
     s.add_argument("--threads", type=int, help="inference threads")
     s.add_argument(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -300,6 +301,34 @@ def add_train_upsampler_command(sub) -> None:
     s.set_defaults(func=cmd_train_upsampler)
 
 
+def cmd_train_neutral(args: argparse.Namespace) -> int:
+    from pocketgan.training.neutral import NeutralConfig, run_train_neutral
+
+    out = args.out or args.bundle
+    if out is None:
+        raise SystemExit("pocketgan train-neutral: give --out (the embedded bundle is not rewritten in place)")
+    ckpt = Path(f"{out}.neutral.ckpt")
+    record = run_train_neutral(args.bundle, out, NeutralConfig(**config_kwargs(args, NeutralConfig)), ckpt)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    print(json.dumps({k: record[k] for k in ("heldout_psnr_db", "steps", "seconds", "final_l1") if k in record}))
+    return 0
+
+
+def add_train_neutral_command(sub) -> None:
+    from pocketgan.training.neutral import NeutralConfig
+    from pocketgan.training.neutral import __doc__ as doc
+
+    s = sub.add_parser(
+        "train-neutral",
+        help="train the neutral (identity) concept that concept strength and blending need",
+        description=doc.split("\n\n")[1] + " docs/strength-and-blending.md.",
+    )
+    s.add_argument("bundle", nargs="?", type=Path, help="source bundle (default: the embedded one)")
+    s.add_argument("--out", type=Path, help="bundle to write (default: replace BUNDLE)")
+    add_config_flags(s, NeutralConfig)
+    s.set_defaults(func=cmd_train_neutral, interrupted="the last checkpoint is kept, rerun the same command to resume")
+
+
 def cmd_train_teacher(args: argparse.Namespace) -> int:
     from pocketgan.diffusion_editor.pipeline import EditorArchitecture
     from pocketgan.diffusion_editor.train import TeacherTrainingConfig, train_teacher
@@ -340,6 +369,7 @@ def register(sub) -> None:
     add_train_teacher_command(sub)
     add_training_commands(sub)
     add_train_upsampler_command(sub)
+    add_train_neutral_command(sub)
     add_study_command(sub)
     add_evaluate_command(sub)
 

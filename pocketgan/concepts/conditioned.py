@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pocketgan.concepts.concept import Concept
-from pocketgan.concepts.lora import inject_lora, load_lora_state_dict, merge_lora
+from pocketgan.concepts.lora import inject_lora, inject_mix_slot, load_lora_state_dict, merge_lora
 from pocketgan.models.generator import Generator
 
 CONCEPT_TOKENS = "concept_tokens"
@@ -36,12 +36,19 @@ class ConceptModel(nn.Module):
 
 
 def concept_model(
-    base: Generator, concept: Concept | None, rank_pattern: dict[str, int], *, mode: str = "separate"
+    base: Generator,
+    concept: Concept | None,
+    rank_pattern: dict[str, int],
+    *,
+    mode: str = "separate",
+    mix_ranks: dict[str, int] | None = None,
 ) -> ConceptModel:
     """Bind a copy of ``base`` to ``concept`` (``None``: zero LoRA and zero tokens).
 
     ``separate`` injects LoRA at ``rank_pattern`` (the concept zero-padded to it), so every
     concept of a bundle yields the same graph; ``merged`` folds the LoRA into the weights.
+    ``mix_ranks`` (separate only) adds the zero second LoRA of strength and blending
+    (:func:`~pocketgan.concepts.lora.inject_mix_slot`).
     """
     if mode not in ("separate", "merged"):
         raise ValueError(f"mode must be 'separate' or 'merged', got {mode!r}")
@@ -53,6 +60,10 @@ def concept_model(
         tokens = concept.tokens
     else:
         tokens = torch.zeros(cfg.token_count, cfg.token_dim)
+    if mix_ranks is not None:
+        if mode != "separate":
+            raise ValueError("the mix slot exists in separate mode only")
+        inject_mix_slot(generator, mix_ranks)
     if mode == "merged":
         merge_lora(generator)
     for p in generator.parameters():

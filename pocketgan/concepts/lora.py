@@ -52,6 +52,27 @@ def inject_lora(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
     return _peft().inject_adapter_in_model(lora_config(ranks), model, adapter_name=ADAPTER_NAME)
 
 
+MIX_ADAPTER_NAME = "mix"
+
+
+def inject_mix_slot(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
+    """Add a second, zero LoRA (adapter ``mix``) next to the injected one, both active: the
+    extra rank a strength or blend needs (``pocketgan.runtime.concept_mix``), which the
+    separate ONNX graph takes as inputs of their own so the concepts' adapters keep their rank."""
+    import warnings
+
+    peft = _peft()
+    with warnings.catch_warnings():
+        # a second adapter on the same model is the point here, not a mistake
+        warnings.filterwarnings("ignore", "Already found a `peft_config` attribute", UserWarning)
+        peft.inject_adapter_in_model(lora_config(ranks), model, adapter_name=MIX_ADAPTER_NAME)
+    with torch.no_grad():
+        for layer in lora_layers(model).values():
+            layer.lora_B[MIX_ADAPTER_NAME].weight.zero_()
+            layer.set_adapter([ADAPTER_NAME, MIX_ADAPTER_NAME])
+    return model
+
+
 def lora_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The PEFT LoRA layers of ``model`` by qualified name."""
     from peft.tuners.lora import LoraLayer

@@ -64,7 +64,6 @@ def make_datasets(teacher: Path, work: Path, crops: int, steps: int, batch_size:
 
 
 def train_concepts(bundle: Path | None, data: dict[str, Path], out: Path, work: Path, steps: int, rank: int) -> dict:
-    from dataclasses import replace
 
     from pocketgan.bundle import load_bundle, save_bundle
     from pocketgan.runtime.session import default_bundle_path
@@ -75,7 +74,7 @@ def train_concepts(bundle: Path | None, data: dict[str, Path], out: Path, work: 
         source = load_bundle(bundle or default_bundle_path())
         # the tasks' concepts are trained from this run's data, never taken over from the source
         # (the embedded bundle ships them): a concept in OUT is one this run finished
-        save_bundle(replace(source, concepts=[c for c in source.concepts if c.name not in TASKS]), out)
+        save_bundle(source.with_concepts([c for c in source.concepts if c.name not in TASKS]), out)
     records = {}
     for task in TASKS:
         current = load_bundle(out)

@@ -203,7 +203,12 @@ def run_train_concept(
     if search:
         concept.training["rank_search"] = {k: v for k, v in search.items() if k != "layers"}
     concepts = [c for c in source.concepts if c.name != name] + [concept]
-    save_bundle(Bundle.from_parts(source.size, base, concepts, upsampler=source.upsampler), out)
+    result = Bundle.from_parts(source.size, base, concepts, upsampler=source.upsampler, neutral=source.neutral)
+    if source.neutral is not None:  # the new concept's strength calibration (docs/strength-and-blending.md)
+        from pocketgan.training.neutral import strength_curves
+
+        result.strength_curves = {**source.strength_curves, **strength_curves(result, [name])}
+    save_bundle(result, out)
     if ckpt and ckpt.exists():
         shutil.rmtree(ckpt)
     return concept.training

@@ -32,6 +32,7 @@ import numpy as np
 
 from pocketgan.runtime.backends import checked_output, resolve_target
 from pocketgan.runtime.bundle_files import PrivateCopies, parse_json, path_problem, read_artifact
+from pocketgan.runtime.concept_mix import ConceptMix, MixError
 from pocketgan.runtime.errors import ArtifactFormatError, BackendUnavailableError, BundleError, InterfaceMismatchError
 from pocketgan.runtime.manifest_view import Manifest, as_manifest
 
@@ -122,6 +123,7 @@ class CoreMLBackend:
         self._copies = PrivateCopies("pocketgan-coreml-")  # verified copies, alive with the models
         self._models: dict[str, object] = {}
         self._files: dict[str, str] = {}  # concept -> the package it runs from, for errors
+        self._mix = None  # (model, concept order) of strength and blending
         if macos_major() >= MULTIFUNCTION_MACOS:
             relpath = target.package if concept_mode == "separate" else target.merged_package
             package = self._materialize(manifest, relpath)
@@ -131,6 +133,11 @@ class CoreMLBackend:
                     raise BundleError(f"the Core ML export has no function for concept {concept!r}")
                 self._models[concept] = self._load(package, function, concept)
                 self._files[concept] = relpath
+            if concept_mode == "separate" and target.mix_function is not None:
+                self._weights_input = target.mix_weights_input
+                model = self._load(package, target.mix_function, "(mix)", weights=len(target.mix_concepts))
+                self._mix = (model, target.mix_concepts)
+                self._mix_file = relpath
         elif target.ios17_packages:
             for concept in manifest.concept_names:
                 relpath = target.ios17_packages.get(concept)
@@ -151,17 +158,18 @@ class CoreMLBackend:
             self._copies.write(rel, read_artifact(self._bundle_dir, manifest, rel))
         return self._copies.root / relpath
 
-    def _load(self, package: Path, function: str | None, concept: str):
+    def _load(self, package: Path, function: str | None, concept: str, weights: int = 0):
         where = f"{package.name}" + (f":{function}" if function else "")
         try:
             model = load_function(package, function)
         except Exception as e:  # Core ML reports load failures as RuntimeError/ValueError
             raise ArtifactFormatError(f"Core ML cannot load {where} (concept {concept!r}): {e}") from None
-        self._check_io(model, where)
+        self._check_io(model, where, weights)
         return model
 
-    def _check_io(self, model, where: str) -> None:
-        """The loaded function takes float32 io.input and returns float32 io.output (same names/shapes)."""
+    def _check_io(self, model, where: str, weights: int = 0) -> None:
+        """The loaded function takes float32 io.input (and, for the mix function, float32
+        ``concept_weights`` of ``weights`` values) and returns float32 io.output."""
         ct = _coremltools()
         try:
             desc = model.get_spec().description
@@ -183,10 +191,41 @@ class CoreMLBackend:
                 (f.name, list(f.type.multiArrayType.shape), name_of(f.type.multiArrayType.dataType)) for f in features
             ]
             want = [(spec.name, list(spec.shape), _FLOAT32)]
+            if kind == "input" and weights:
+                want.append((self._weights_input, [weights], _FLOAT32))
             if got != want:
                 raise InterfaceMismatchError(
                     f"{where}: {kind}s {got}, the manifest's io says {want}", field=f"io.{kind}"
                 )
+
+    def check_mix(self, mix: ConceptMix) -> None:
+        """Raise :class:`MixError` unless this export can run ``mix``."""
+        if self._mix is None:
+            raise MixError(
+                "strength and blending need the separate package's mix function: "
+                + (
+                    "merged mode bakes each concept into its own function (open with concept_mode='separate')"
+                    if self.concept_mode == "merged"
+                    else "this Core ML export has none (a bundle without a neutral concept, or macOS before 15)"
+                )
+            )
+
+    def run_mix(self, x: np.ndarray, mix: ConceptMix) -> np.ndarray:
+        """(1, 3, S, S) float32 in [-1, 1] -> same shape, edited with a strength or blend."""
+        self.check_mix(mix)
+        model, order = self._mix
+        weights = mix.as_dict()
+        w = np.array([weights.get(c, 0.0) for c in order], dtype=np.float32)
+        spec_in, spec_out = self._io
+        try:
+            with self._lock:
+                out = model.predict({spec_in.name: np.ascontiguousarray(x, dtype=np.float32), self._weights_input: w})
+            y = np.asarray(out[spec_out.name], dtype=np.float32)
+        except Exception as e:
+            raise ArtifactFormatError(
+                f"{self._mix_file}: Core ML failed running {mix.label()}: {e}", file=self._mix_file
+            ) from None
+        return checked_output(y, spec_out, self._mix_file, mix.label())
 
     def activate(self, concept: str) -> None:
         if concept not in self._models:

@@ -37,6 +37,7 @@ from pocketgan._quiet import (
 from pocketgan.runtime.backends import checked_output, library_reason, resolve_target
 from pocketgan.runtime.backends.executorch_probe import probe_program
 from pocketgan.runtime.bundle_files import PrivateCopies, read_artifact
+from pocketgan.runtime.concept_mix import ConceptMix, MixError
 from pocketgan.runtime.errors import (
     ArtifactFormatError,
     BackendUnavailableError,
@@ -143,6 +144,12 @@ class ExecuTorchBackend:
         missing = [c for c in manifest.concept_names if c not in self._methods]
         if missing:
             raise BundleError(f"the ExecuTorch export has no method for concept(s) {missing}")
+        self._mix = None  # (method, relpath, name, concept order) of strength and blending
+        if concept_mode == "separate" and target.mix_method is not None:
+            self._mix = (
+                *self._load_mix(target.program, target.mix_method, len(target.mix_concepts)),
+                target.mix_concepts,
+            )
 
     def _load_program(self, runtime, manifest: Manifest, relpath: str, methods: Mapping[str, str], data_path=None):
         """Load ``relpath`` from its verified bytes, then each concept's method, checked."""
@@ -173,6 +180,66 @@ class ExecuTorchBackend:
                 ) from None
             check_method_meta(meta, where, relpath, self._io)
             self._methods[concept] = (loaded, relpath, method)
+
+    def _load_mix(self, relpath: str, name: str, count: int) -> tuple[object, str, str]:
+        """The program's mix method: (image, weights (count,)) -> edited, checked."""
+        program = self._programs[-1]
+        where = f"{relpath}:{name}"
+        if name not in set(program.method_names):
+            raise InterfaceMismatchError(
+                f"{relpath} has no mix method {name!r}", file=relpath, field="targets.executorch.mix"
+            )
+        try:
+            loaded = program.load_method(name)
+            meta = loaded.metadata
+            counts = (meta.num_inputs(), meta.num_outputs())
+            described = (
+                [(list(meta.input_tensor_meta(i).sizes()), meta.input_tensor_meta(i).dtype()) for i in range(2)]
+                + [(list(meta.output_tensor_meta(0).sizes()), meta.output_tensor_meta(0).dtype())]
+                if counts == (2, 1)
+                else []
+            )
+        except Exception as e:
+            raise ArtifactFormatError(
+                f"ExecuTorch cannot load method {where} ({library_reason(e)})", file=relpath
+            ) from None
+        want = [(list(self._io[0].shape), _FLOAT32), ([count], _FLOAT32), (list(self._io[1].shape), _FLOAT32)]
+        if described != want:
+            raise InterfaceMismatchError(
+                f"{where} takes/returns {described or counts}, expected image, weights [{count}] -> edited (float32)",
+                file=relpath,
+                field="targets.executorch.mix",
+            )
+        return loaded, relpath, name
+
+    def check_mix(self, mix: ConceptMix) -> None:
+        """Raise :class:`MixError` unless this export can run ``mix``."""
+        if self._mix is None:
+            why = (
+                "merged mode bakes each concept into its own method: open the bundle with concept_mode='separate'"
+                if self.concept_mode == "merged"
+                else "this ExecuTorch export has no mix method (a bundle without a neutral concept, an int8 "
+                "or shared-.ptd export): re-export fp32 --executorch-layout program from a bundle with one"
+            )
+            raise MixError(f"strength and blending need the mix method; {why}")
+
+    def run_mix(self, x: np.ndarray, mix: ConceptMix) -> np.ndarray:
+        """(1, 3, S, S) float32 in [-1, 1] -> same shape, edited with a strength or blend."""
+        import torch
+
+        self.check_mix(mix)
+        method, relpath, name, order = self._mix
+        weights = mix.as_dict()
+        w = torch.tensor([float(weights.get(c, 0.0)) for c in order], dtype=torch.float32)
+        if len(weights) > 0 and set(weights) - set(order):
+            raise MixError(f"the mix method has no weight for {sorted(set(weights) - set(order))}")
+        try:
+            with self._lock:
+                out = method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), w])
+            y = out[0].numpy()
+        except Exception as e:
+            raise ArtifactFormatError(f"{relpath}:{name} failed to run ({library_reason(e)})", file=relpath) from None
+        return checked_output(y, self._io[1], relpath, mix.label())
 
     def activate(self, concept: str) -> None:
         if concept not in self._methods:

@@ -82,7 +82,7 @@ def int_value(kind: str):
 
 def format_version(src: Source, rng: random.Random) -> Case:
     case = Case("manifest.format_version")
-    value = rng.choice(["2.0", "2", '"1"', "1.0", "0", "true", "-1", "null", "[1]", "3", "1e0"])
+    value = rng.choice(["2.0", "9", '"1"', "1.0", "0", "true", "-1", "null", "[1]", "3", "1e0"])
     case.m(src)["format_version"] = case.rawvalue(value)
     case.detail = f"format_version = {value}"
     return case

@@ -113,6 +113,14 @@ def _drop_concept(m: dict, name: str) -> None:
                 walk(value)
 
     walk(m["targets"])
+    # strength and blending: its curve and the golden mixes naming it go; a mix method/function
+    # takes one weight per concept of the program, so without it the export has no mixing
+    neutral = m.get("neutral")
+    if neutral is not None:
+        neutral.get("strength_curves", {}).pop(name, None)
+        neutral["golden_mixes"] = [g for g in neutral.get("golden_mixes", []) if name not in g["weights"]]
+        for target in m["targets"].values():
+            target.pop("mix", None)
 
 
 def optional_removed(src: Source, rng: random.Random) -> Case:

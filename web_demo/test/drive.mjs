@@ -6,8 +6,8 @@
 //   node test/drive.mjs --url http://127.0.0.1:PORT/ --photo photo.png --out DIR
 //       [--screenshot FILE] [--screenshot-concept NAME] [--webcam] [--chromium /usr/bin/chromium]
 //
-// DIR/results.json: concepts, backend, per-concept timings, golden results, webcam frames,
-// console errors. DIR/<concept>.rgb and DIR/golden-<concept>.rgb: packed RGB of each output.
+// DIR/results.json: concepts, backend, per-concept timings, golden results, the strength
+// slider at 0.5 (DIR/strength-0.5.rgb), webcam frames, console errors. DIR/<concept>.rgb and DIR/golden-<concept>.rgb: packed RGB of each output.
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -101,6 +101,27 @@ try {
       pressed: await page.getAttribute(`.concept[data-concept="${concept}"]`, 'aria-pressed') };
   }
   mark('concepts');
+
+  // the strength slider (bundles with a neutral concept): a user drags it to 0.5
+  if (await page.isVisible('#strength')) {
+    const concept = results.buttons[0];
+    await clickConcept(concept);
+    await andWaitForEdit(() => page.$eval('#strength', (el) => {
+      el.value = '0.5';
+      el.dispatchEvent(new Event('input', { bubbles: true }));
+    }));
+    const out = await lastOutput();
+    writeFileSync(join(args.out, 'strength-0.5.rgb'), Buffer.from(out.rgb, 'base64'));
+    results.strength = { concept, label: out.concept, width: out.width, height: out.height,
+      shown: await page.textContent('#strength-value') };
+    await andWaitForEdit(() => page.$eval('#strength', (el) => {
+      el.value = '1';
+      el.dispatchEvent(new Event('input', { bubbles: true }));
+    }));
+  } else {
+    results.strength = null;
+  }
+  mark('strength');
 
   // golden vectors, through the page's button
   if (await page.isVisible('#check-golden')) {

@@ -56,7 +56,7 @@ const cases = {
   ok: {},
   flipped_byte: { corrupt: { [firstAdapter]: (b) => { b[b.length >> 1] ^= 0xff; return b; } } },
   truncated: { corrupt: { [onnx.model]: (b) => b.subarray(0, b.length - 1) } },
-  newer_format: { manifest: { ...clone(pristine), format_version: 2 } },
+  newer_format: { manifest: { ...clone(pristine), format_version: 3 } },
   merged_only: { manifest: (() => { const m = clone(pristine); m.targets.onnx = { ...m.targets.onnx, concept_mode: 'merged' }; delete m.targets.onnx.adapters; return m; })() },
   no_onnx: { manifest: { ...clone(pristine), targets: {} } },
   unlisted: { manifest: (() => { const m = clone(pristine); delete m.artifacts[onnx.model]; return m; })() },

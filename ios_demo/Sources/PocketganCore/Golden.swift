@@ -42,6 +42,32 @@ public enum GoldenCheck {
         return results
     }
 
+    /// The golden vectors of strengths and a blend (`neutral.golden_mixes`). `runMix` takes the
+    /// mix function's weight vector (`ConceptMix.weightVector`) and the input tensor; a result's
+    /// `concept` names the mix, e.g. `cartoon=0.6,stylize=0.4`.
+    public static func runMixes(
+        bundle: PocketganBundle,
+        thresholdDb: Double? = nil,
+        decode: (Data) throws -> RGBImage,
+        runMix: (_ weights: [Float], _ input: [Float]) throws -> [Float]
+    ) throws -> [Result] {
+        let threshold = thresholdDb ?? bundle.manifest.coreMLThresholdDb
+        let size = bundle.manifest.imageSize
+        var results: [Result] = []
+        for golden in bundle.manifest.neutral?.goldenMixes ?? [] {
+            let x = try Imaging.toModelInput(try decode(try bundle.read(golden.input)), size: size)
+            let weights = try ConceptMix.weightVector(bundle.manifest, golden.weights)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let y = try runMix(weights, x.tensor)
+            let ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+            let edited = try Imaging.fromModelOutput(y, x.placement)
+            let label = golden.weights.keys.sorted().map { "\($0)=\(golden.weights[$0]!)" }.joined(separator: ",")
+            let expected = try decode(try bundle.read(golden.output))
+            results.append(Result(concept: label, psnrDb: try Imaging.psnr(edited, expected), thresholdDb: threshold, modelMs: ms))
+        }
+        return results
+    }
+
     /// One line per concept, for a log or an alert.
     public static func summary(_ results: [Result]) -> String {
         if results.isEmpty { return "the bundle has no golden vectors" }

@@ -1,11 +1,11 @@
 import Foundation
 
-/// The parts of a bundle's manifest.json (docs/bundle-format.md, format_version 1) that a
+/// The parts of a bundle's manifest.json (docs/bundle-format.md, format_version 1 and 2) that a
 /// Core ML app reads. Every file path, tensor name and function name comes from here: the app
 /// never builds one from a concept name. The coding keys spell out the manifest's keys.
 public struct BundleManifest: Decodable {
     /// The highest format_version this code reads.
-    public static let supportedFormatVersion = 1
+    public static let supportedFormatVersion = 2
     public static let format = "pocketgan-bundle"
 
     public let formatVersion: Int
@@ -16,6 +16,8 @@ public struct BundleManifest: Decodable {
     public let concepts: [Concept]
     public let targets: Targets
     public let artifacts: [String: Artifact]
+    /// Strength and blending (docs/strength-and-blending.md); nil: the bundle has none.
+    public let neutral: Neutral?
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version"
@@ -25,6 +27,46 @@ public struct BundleManifest: Decodable {
         case concepts = "concepts"
         case targets = "targets"
         case artifacts = "artifacts"
+        case neutral = "neutral"
+    }
+
+    /// A golden vector of a mix: its weights, the shared input, the expected edit.
+    public struct GoldenMix: Decodable {
+        public let weights: [String: Double]
+        public let input: String
+        public let output: String
+
+        enum CodingKeys: String, CodingKey {
+            case weights = "weights"
+            case input = "input"
+            case output = "output"
+        }
+    }
+
+    /// `neutral`: the identity concept's calibration curves and mix golden vectors.
+    public struct Neutral: Decodable {
+        /// Per concept, the mix weights of strengths 0, 0.1, ..., 1.
+        public let strengthCurves: [String: [Double]]?
+        public let goldenMixes: [GoldenMix]?
+
+        enum CodingKeys: String, CodingKey {
+            case strengthCurves = "strength_curves"
+            case goldenMixes = "golden_mixes"
+        }
+    }
+
+    /// `targets.coreml.mix`: the function taking (image, concept_weights), weights[k] for concepts[k].
+    public struct MixFunction: Decodable {
+        public let function: String
+        /// the name of the function's weights input
+        public let weightsInput: String
+        public let concepts: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case function = "function"
+            case weightsInput = "weights_input"
+            case concepts = "concepts"
+        }
     }
 
     public struct Generator: Decodable {
@@ -141,8 +183,11 @@ public struct BundleManifest: Decodable {
         public let outputs: [FeatureSpec]
         public let ios17: IOS17Fallback?
         public let parity: Parity?
+        /// Strength and blending in one function; nil without a neutral concept.
+        public let mix: MixFunction?
 
         enum CodingKeys: String, CodingKey {
+            case mix = "mix"
             case precision = "precision"
             case conceptMode = "concept_mode"
             case package = "package"

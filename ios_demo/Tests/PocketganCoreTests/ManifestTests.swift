@@ -41,7 +41,7 @@ final class ManifestTests: XCTestCase {
 
     func testRefusesANewerFormatWithAnUpgradeMessage() throws {
         var raw = try raw()
-        raw["format_version"] = 2
+        raw["format_version"] = 3
         XCTAssertThrowsError(try parse(raw)) { error in
             guard case PocketganError.unsupportedFormat(let message) = error else { return XCTFail("\(error)") }
             XCTAssertTrue(message.contains("upgrade"))

@@ -10,6 +10,7 @@ import android.util.Size
 import android.view.MotionEvent
 import android.widget.Button
 import android.widget.ImageView
+import android.widget.SeekBar
 import android.widget.TextView
 import androidx.activity.result.contract.ActivityResultContracts
 import androidx.appcompat.app.AppCompatActivity
@@ -108,7 +109,40 @@ class MainActivity : AppCompatActivity() {
         chips.setOnCheckedStateChangeListener { group, checked ->
             val chip = checked.firstOrNull()?.let { group.findViewById<Chip>(it) } ?: return@setOnCheckedStateChangeListener
             // a concept switch: the next frame runs another method of the same loaded program
-            e.setConcept(chip.tag as String)
+            selected = chip.tag as String
+            findViewById<SeekBar>(R.id.cross_fade).progress = 0
+            applyMix(e)
+        }
+        if (e.canMix) showMixControls(e)
+    }
+
+    /** The concept picked by the chips; the strength and cross-fade sliders act on it. */
+    private var selected: String? = null
+
+    /** Strength (0..1.5) and a cross-fade from the picked concept to the next one, in one pass each. */
+    private fun showMixControls(e: PocketganEngine) {
+        findViewById<android.view.View>(R.id.mix_controls).visibility = android.view.View.VISIBLE
+        val listener = object : SeekBar.OnSeekBarChangeListener {
+            override fun onProgressChanged(bar: SeekBar, progress: Int, fromUser: Boolean) = applyMix(e)
+            override fun onStartTrackingTouch(bar: SeekBar) = Unit
+            override fun onStopTrackingTouch(bar: SeekBar) = Unit
+        }
+        findViewById<SeekBar>(R.id.strength).setOnSeekBarChangeListener(listener)
+        findViewById<SeekBar>(R.id.cross_fade).setOnSeekBarChangeListener(listener)
+    }
+
+    private fun applyMix(e: PocketganEngine) {
+        val concept = selected ?: e.concept
+        val strength = findViewById<SeekBar>(R.id.strength).progress / 100.0
+        val fade = findViewById<SeekBar>(R.id.cross_fade).progress / 100.0
+        findViewById<TextView>(R.id.strength_label).text =
+            String.format(Locale.ROOT, "%s %.2f", getString(R.string.strength), strength)
+        if (!e.canMix) return e.setConcept(concept)
+        if (fade > 0.0) {
+            val next = e.concepts[(e.concepts.indexOf(concept) + 1) % e.concepts.size]
+            e.setCrossFade(concept, next, fade)
+        } else {
+            e.setConcept(concept, strength)
         }
     }
 

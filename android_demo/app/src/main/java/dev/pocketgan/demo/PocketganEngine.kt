@@ -3,10 +3,12 @@ package dev.pocketgan.demo
 import dev.pocketgan.demo.core.BenchTarget
 import dev.pocketgan.demo.core.BundleException
 import dev.pocketgan.demo.core.BundleManifest
+import dev.pocketgan.demo.core.ConceptMix
 import dev.pocketgan.demo.core.ConceptMode
 import dev.pocketgan.demo.core.DirectorySource
 import dev.pocketgan.demo.core.GoldenCheck
 import dev.pocketgan.demo.core.Imaging
+import dev.pocketgan.demo.core.MixException
 import dev.pocketgan.demo.core.RgbImage
 import dev.pocketgan.demo.core.UnknownConceptException
 import dev.pocketgan.demo.core.VerifiedBundle
@@ -36,6 +38,8 @@ class PocketganEngine private constructor(
     private val module: Module,
     /** concept -> method name, from `targets.executorch.methods` */
     private val methods: Map<String, String>,
+    /** the mix method (strength and blending), from `targets.executorch.mix`, or null */
+    private val mixMethod: String?,
 ) : Closeable {
 
     val manifest: BundleManifest get() = bundle.manifest
@@ -54,16 +58,51 @@ class PocketganEngine private constructor(
     var concept: String = concepts[0]
         private set
 
-    /** Makes [name] the active concept: the next call runs its method. */
-    fun setConcept(name: String) {
+    /** The active mix's weights for the mix method, or null: the concept's own method runs. */
+    @Volatile
+    private var mixWeights: FloatArray? = null
+
+    /** Whether the bundle has strength and blending (the program's mix method). */
+    val canMix: Boolean get() = mixMethod != null
+
+    /**
+     * Makes [name] the active concept at [strength] (0: the photo back, 1: the concept as
+     * trained, up to 1.5): the next call runs its method, or the mix method with the weights.
+     */
+    fun setConcept(name: String, strength: Double = 1.0) {
         if (name !in methods) throw UnknownConceptException(name, concepts)
+        mixWeights = if (strength == 1.0) null else mixVector(ConceptMix.strength(manifest, name, strength))
         concept = name
     }
 
-    /** Raw model call: (1, 3, S, S) float32 NCHW in [-1, 1] -> the same shape. */
+    /** A cross-fade from [from] (t = 0) to [to] (t = 1) in one pass. */
+    fun setCrossFade(from: String, to: String, t: Double) {
+        val weights = ConceptMix.crossFade(manifest, from, to, t)
+        mixWeights = if (weights == mapOf(from to 1.0)) null else mixVector(weights)
+        concept = if (t < 0.5) from else to
+    }
+
+    private fun mixVector(weights: Map<String, Double>): FloatArray {
+        if (mixMethod == null) throw MixException("this bundle has no mix method: re-export it from a bundle with a neutral concept")
+        return ConceptMix.weightVector(manifest, weights)
+    }
+
+    /** The mix method on [x] with [weights] (the method's weight vector). */
+    fun runMix(x: FloatArray, weights: FloatArray): FloatArray {
+        val method = mixMethod ?: throw MixException("this bundle has no mix method")
+        val outputs = synchronized(lock) {
+            module.execute(method, EValue.from(Tensor.fromBlob(x, inputShape)), EValue.from(Tensor.fromBlob(weights, longArrayOf(weights.size.toLong()))))
+        }
+        if (outputs.isEmpty()) throw BundleException("method '$method' returned nothing")
+        return outputs[0].toTensor().getDataAsFloatArray()
+    }
+
+    /** Raw model call: (1, 3, S, S) float32 NCHW in [-1, 1] -> the same shape (the active mix, if any). */
     fun runTensor(x: FloatArray, concept: String = this.concept): FloatArray {
         val method = methods[concept] ?: throw UnknownConceptException(concept, concepts)
         require(x.size == inputShape.fold(1L) { a, b -> a * b }.toInt()) { "input has ${x.size} floats, expected shape ${inputShape.toList()}" }
+        val weights = mixWeights
+        if (weights != null && concept == this.concept) return runMix(x, weights)
         val outputs = synchronized(lock) { module.execute(method, EValue.from(Tensor.fromBlob(x, inputShape))) }
         if (outputs.isEmpty()) throw BundleException("method '$method' returned nothing")
         val y = outputs[0].toTensor().getDataAsFloatArray()
@@ -90,7 +129,16 @@ class PocketganEngine private constructor(
     }
 
     /** Every concept on the bundle's golden input, against its expected output (docs/bundle-format.md). */
-    fun checkGolden(): List<GoldenCheck.Result> = GoldenCheck.run(bundle) { c, x -> runTensor(x, c) }
+    fun checkGolden(): List<GoldenCheck.Result> {
+        val saved = mixWeights
+        mixWeights = null
+        try {
+            val concepts = GoldenCheck.run(bundle) { c, x -> runTensor(x, c) }
+            return if (canMix) concepts + GoldenCheck.runMixes(bundle) { w, x -> runMix(x, w) } else concepts
+        } finally {
+            mixWeights = saved
+        }
+    }
 
     override fun close() {
         synchronized(lock) { module.destroy() }
@@ -116,6 +164,7 @@ class PocketganEngine private constructor(
             val (resolved, program) = manifest.programPath(mode)
             bundle.verify(program)
             val methods = manifest.conceptNames.associateWith { manifest.methodName(it) }
+            val mixMethod = manifest.requireExecuTorch().mix?.method?.takeIf { resolved == ConceptMode.SEPARATE }
             val module = Module.load(File(dir, program).absolutePath, loadMode)
             try {
                 val available = module.getMethods().toSet()
@@ -126,11 +175,15 @@ class PocketganEngine private constructor(
                     // load every concept's method now: a concept switch later loads nothing
                     module.loadMethod(method)
                 }
+                if (mixMethod != null) {
+                    if (mixMethod !in available) throw BundleException("$program has no mix method '$mixMethod'")
+                    module.loadMethod(mixMethod)
+                }
             } catch (e: Exception) {
                 module.destroy()
                 throw e
             }
-            return PocketganEngine(bundle, resolved, program, module, methods)
+            return PocketganEngine(bundle, resolved, program, module, methods, mixMethod)
         }
     }
 }

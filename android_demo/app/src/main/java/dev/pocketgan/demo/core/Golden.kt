@@ -43,6 +43,28 @@ object GoldenCheck {
         }
     }
 
+    /**
+     * The golden vectors of strengths and a blend (`neutral.golden_mixes`). [runMix] takes the
+     * mix method's weight vector ([ConceptMix.weightVector]) and the input tensor. A result's
+     * `concept` names the mix, e.g. `cartoon=0.6,stylize=0.4`.
+     */
+    fun runMixes(
+        bundle: VerifiedBundle,
+        thresholdDb: Double = bundle.manifest.executorch?.thresholdDb ?: 35.0,
+        runMix: (weights: FloatArray, input: FloatArray) -> FloatArray,
+    ): List<Result> {
+        val size = bundle.manifest.imageSize
+        return bundle.manifest.goldenMixes.map { g ->
+            val x = Imaging.toModelInput(Png.decode(bundle.read(g.input)), size)
+            val weights = ConceptMix.weightVector(bundle.manifest, g.weights)
+            val t0 = System.nanoTime()
+            val y = runMix(weights, x.tensor)
+            val ms = (System.nanoTime() - t0) / 1e6
+            val label = g.weights.entries.joinToString(",") { "${it.key}=${it.value}" }
+            Result(label, Imaging.psnr(Imaging.fromModelOutput(y, x.placement), Png.decode(bundle.read(g.output))), thresholdDb, ms)
+        }
+    }
+
     /** One line per concept, for a log or a dialog. */
     fun summary(results: List<Result>): String =
         if (results.isEmpty()) {

@@ -1,7 +1,7 @@
 package dev.pocketgan.demo.core
 
 /**
- * The parts of a bundle's manifest.json (docs/bundle-format.md, format_version 1) that an
+ * The parts of a bundle's manifest.json (docs/bundle-format.md, format_version 1 and 2) that an
  * ExecuTorch app reads. Every file path, tensor name and method name comes from here: the
  * app never builds one from a concept name.
  */
@@ -19,12 +19,22 @@ class BundleManifest private constructor(
     val concepts: List<Concept>,
     val artifacts: Map<String, Artifact>,
     val executorch: ExecuTorchTarget?,
+    /** per concept, the mix weights of strengths 0, 0.1, ..., 1 (`neutral.strength_curves`) */
+    val strengthCurves: Map<String, List<Double>> = emptyMap(),
+    /** golden vectors of strengths and a blend (`neutral.golden_mixes`) */
+    val goldenMixes: List<GoldenMix> = emptyList(),
 ) {
     data class TensorSpec(val name: String, val shape: List<Int>) {
         val elementCount: Int get() = shape.fold(1) { a, b -> a * b }
     }
 
     data class Golden(val input: String, val output: String)
+
+    /** A golden vector of a mix: the weights it runs with, the shared input, the expected edit. */
+    data class GoldenMix(val weights: Map<String, Double>, val input: String, val output: String)
+
+    /** `targets.executorch.mix`: the method taking (image, weights), weights[k] for concepts[k]. */
+    data class MixMethod(val method: String, val concepts: List<String>)
 
     data class Concept(val name: String, val description: String, val golden: Golden?)
 
@@ -42,6 +52,8 @@ class BundleManifest private constructor(
         val methods: Map<String, String>,
         /** the PSNR a runtime must reach on the golden vectors */
         val thresholdDb: Double,
+        /** strength and blending (a bundle with a neutral concept), else null */
+        val mix: MixMethod? = null,
     )
 
     /** The square input side S (`io.input.shape[3]`). */
@@ -89,6 +101,7 @@ class BundleManifest private constructor(
         val files = LinkedHashSet<String>()
         files.add(programPath(mode).second)
         for (c in concepts) c.golden?.let { files.add(it.input); files.add(it.output) }
+        for (g in goldenMixes) { files.add(g.input); files.add(g.output) }
         return files.toList()
     }
 
@@ -96,7 +109,7 @@ class BundleManifest private constructor(
         const val FORMAT = "pocketgan-bundle"
 
         /** The highest format_version this code reads. */
-        const val SUPPORTED_FORMAT_VERSION = 1
+        const val SUPPORTED_FORMAT_VERSION = 2
 
         private val CONCEPT_NAME = Regex("^[a-z0-9][a-z0-9_-]{0,63}$")
         private val SHA256 = Regex("^[0-9a-f]{64}$")
@@ -155,8 +168,31 @@ class BundleManifest private constructor(
                     mergedProgram = t.strOrNull("merged_program")?.let(::checkPath),
                     methods = t.stringMap("methods", where),
                     thresholdDb = parity?.get("threshold_db")?.asNumber("$where.parity.threshold_db") ?: 35.0,
+                    mix = t.objOrNull("mix", where)?.let { mix ->
+                        val order = mix.list("concepts", "$where.mix").map { it as? String ?: throw BundleException("$where.mix.concepts must be names") }
+                        if (order != concepts.map { it.name }) throw BundleException("$where.mix.concepts $order are not the bundle's concepts")
+                        MixMethod(mix.str("method", "$where.mix"), order)
+                    },
                 )
             }
+            val neutral = m.objOrNull("neutral", "manifest")
+            val curves = neutral?.objOrNull("strength_curves", "manifest.neutral")?.mapValues { (name, v) ->
+                val where = "manifest.neutral.strength_curves.$name"
+                val curve = (v as? List<*> ?: throw BundleException("$where must be a list")).map { it.asNumber(where) }
+                if (curve.size != 11 || curve.first() != 0.0 || curve.last() != 1.0 || curve.zipWithNext().any { (a, b) -> b < a }) {
+                    throw BundleException("$where must be 11 weights rising from 0 to 1")
+                }
+                curve
+            } ?: emptyMap()
+            val goldenMixes = neutral?.get("golden_mixes")?.let { list ->
+                (list as? List<*> ?: throw BundleException("manifest.neutral.golden_mixes must be a list")).mapIndexed { i, item ->
+                    val where = "manifest.neutral.golden_mixes[$i]"
+                    @Suppress("UNCHECKED_CAST")
+                    val g = item as? Map<String, Any?> ?: throw BundleException("$where must be an object")
+                    val weights = g.obj("weights", where).mapValues { (_, w) -> w.asNumber("$where.weights") }
+                    GoldenMix(weights, checkPath(g.str("input", where)), checkPath(g.str("output", where)))
+                }
+            } ?: emptyList()
             return BundleManifest(
                 raw = m,
                 formatVersion = version,
@@ -168,6 +204,8 @@ class BundleManifest private constructor(
                 concepts = concepts,
                 artifacts = artifacts,
                 executorch = executorch,
+                strengthCurves = curves,
+                goldenMixes = goldenMixes,
             )
         }
 

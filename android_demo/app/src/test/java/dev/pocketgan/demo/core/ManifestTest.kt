@@ -47,7 +47,7 @@ class ManifestTest {
     @Test
     fun refusesANewerFormatWithAnUpgradeMessage() {
         val m = raw()
-        m["format_version"] = 2L
+        m["format_version"] = 3L
         val e = assertThrows(UnsupportedFormatException::class.java) { BundleManifest.parse(Json.write(m)) }
         assertTrue(e.message!!.contains("upgrade"))
     }
