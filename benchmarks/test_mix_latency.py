@@ -66,33 +66,37 @@ def test_executorch_mix_latency(benchmark, et_bundle, model_input, threads, case
 
 
 def test_executorch_runtime_supplied_lora_latency(benchmark, et_bundle, model_input, threads):
-    """The rejected design: LoRA tensors and tokens as method inputs."""
+    """The rejected design: LoRA tensors and tokens as method inputs. ExecuTorch 1.5.1's XNNPACK
+    lowering fails on it (its ConvertToLinearPass cannot take a Linear whose weight is an
+    input), so it runs on the portable kernels: what runtime-supplied weights cost here."""
     import torch
+    from executorch.exir import to_edge_transform_and_lower
     from executorch.runtime import Runtime
 
-    from pocketgan._quiet import start_executorch_threadpool
+    from pocketgan._quiet import library_warnings_filtered, start_executorch_threadpool
     from pocketgan.bundle import load_bundle
-    from pocketgan.export.executorch_target import export_executorch_program
+    from pocketgan.export.executorch_target import export_aten, export_executorch_program
     from pocketgan.export.onnx_target import ConceptTensorsAsInputs, concept_tensors, mix_feeds, public_name
     from pocketgan.runtime.backends.executorch import set_threads
 
     bundle = load_bundle()
-    model = bundle.model_for(None, "separate")
+    model = bundle.model_for(None, "separate", mix_slot=True)
     tensors = concept_tensors(model)
-    pte, delegation = export_executorch_program(
-        ConceptTensorsAsInputs(model, list(tensors)),
-        (*bundle.example_inputs(), *tensors.values()),
-        require_delegation=False,
-    )
+    wrapped, example = ConceptTensorsAsInputs(model, list(tensors)), (*bundle.example_inputs(), *tensors.values())
+    try:
+        pte, _ = export_executorch_program(wrapped, example, require_delegation=False)
+        lowering = "xnnpack"
+    except Exception as e:  # noqa: BLE001  (the measured fact: XNNPACK does not take it)
+        lowering = f"portable kernels (the XNNPACK lowering failed: {type(e).__name__})"
+        with library_warnings_filtered():
+            pte = to_edge_transform_and_lower(export_aten(wrapped, example)).to_executorch().buffer
     start_executorch_threadpool()
     set_threads(threads)
     method = Runtime.get().load_program(pte).load_method("forward")
     feeds = mix_feeds(bundle, {"cartoon": 0.5})
-    args = [torch.from_numpy(model_input)] + [
-        torch.from_numpy(np.ascontiguousarray(feeds[public_name(n)])) for n in tensors
-    ]
+    args = [torch.from_numpy(model_input)]
+    args += [torch.from_numpy(np.ascontiguousarray(feeds[public_name(n)])) for n in tensors]
     method.execute(args)
-    benchmark.extra_info.update(
-        backend="executorch", case="runtime-supplied-lora", non_delegated_ops=delegation["non_delegated_ops"]
-    )
-    benchmark.pedantic(method.execute, args=(args,), rounds=20, warmup_rounds=2)
+    benchmark.extra_info.update(backend="executorch", case="runtime-supplied-lora", lowering=lowering)
+    print(f"runtime-supplied LoRA tensors: {lowering}")
+    benchmark.pedantic(method.execute, args=(args,), rounds=5, warmup_rounds=1)

@@ -78,6 +78,18 @@ def test_a_mix_is_exactly_the_weighted_sum_of_deltas_and_tokens(mix_bundle, phot
     assert float((got - want).abs().max()) < 2e-4
 
 
+@pytest.mark.parametrize("weights", MIXES[:6], ids=lambda w: ",".join(f"{k}={v}" for k, v in w.items()))
+def test_the_mix_model_of_executorch_and_core_ml_computes_the_same_mix(mix_bundle, photo_input, weights):
+    """Every concept baked in, the weights an input (pocketgan.concepts.mixing)."""
+    from pocketgan.concepts.mixing import mix_model, mix_weights
+
+    model = mix_model(mix_bundle)
+    x = torch.from_numpy(photo_input)
+    with torch.no_grad():
+        got = model(x, mix_weights(model.concept_names, weights))
+    assert float((got - reference_output(mix_bundle, weights, x)).abs().max()) < 2e-4
+
+
 def test_strength_one_is_the_concept_and_zero_the_neutral(mix_bundle, photo_input):
     from pocketgan.concepts.conditioned import concept_model
 
