@@ -299,3 +299,21 @@ def test_strength_cases_fixture_agrees_with_the_runtime():
 if __name__ == "__main__":
     STRENGTH_CASES.write_text(json.dumps(strength_cases(), indent=1) + "\n")
     print(f"wrote {STRENGTH_CASES}")
+
+
+def test_the_strength_term_tunes_only_the_concept(mix_bundle):
+    """pocketgan.training.strength_training at toy scale: the concept's LoRA and tokens move,
+    its ranks stay, the neutral is untouched."""
+    from pocketgan.training.pairs import PairSet
+    from pocketgan.training.strength_training import StrengthTrainingConfig, tune_strength
+
+    rng = np.random.default_rng(0)
+    photos = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    pairs = PairSet(photos, 255 - photos)
+    neutral_before = {k: v.clone() for k, v in mix_bundle.neutral.lora.items()}
+    tuned = tune_strength(mix_bundle, "alpha", pairs, StrengthTrainingConfig(steps=2, crop=32), progress=False)
+    before = mix_bundle.concept("alpha")
+    assert tuned.ranks == before.ranks and tuned.training["strength_term"]["steps"] == 2
+    assert any(not torch.equal(tuned.lora[k], before.lora[k]) for k in before.lora)
+    assert not torch.equal(tuned.tokens, before.tokens)
+    assert all(torch.equal(mix_bundle.neutral.lora[k], v) for k, v in neutral_before.items())
