@@ -44,6 +44,8 @@ NEUTRAL_ADAPTER = f"{ONNX_DIR}/neutral.onnx_adapter"
 CONCEPT_INPUT_DTYPES = {"fp32": "float32", "int8": "float16"}
 # How int8 calibrates (recorded in the manifest's calibration entry).
 CALIBRATION_METHOD = "percentile"
+# Concepts each calibration photo runs with (they take turns; all of them when fewer).
+CALIBRATION_CONCEPTS_PER_PHOTO = 3
 
 
 def export_onnx_model(
@@ -228,8 +230,17 @@ class OnnxTarget:
         )
         add_zero_defaults(proto, public)
         if job.precision == "int8":
-            step(f"int8: calibrate on {len(calibration)} photos x {len(job.names)} concepts")
-            feeds = [{INPUT_NAME: x, **concept_feeds(bundle, name)} for name in job.names for x in calibration]
+            # each photo with CALIBRATION_CONCEPTS_PER_PHOTO concepts, taking turns: ONNX Runtime's
+            # calibrator keeps every activation of every run, and every photo with every concept
+            # (22 x 7 runs for the default bundle) needed more than 24 GiB
+            per_photo = min(CALIBRATION_CONCEPTS_PER_PHOTO, len(job.names))
+            step(f"int8: calibrate on {len(calibration)} photos x {per_photo} of {len(job.names)} concepts")
+            n = len(job.names)
+            feeds = [
+                {INPUT_NAME: x, **concept_feeds(bundle, job.names[(i * per_photo + k) % n])}
+                for i, x in enumerate(calibration)
+                for k in range(per_photo)
+            ]
             proto = quantize_int8(proto, feeds, float_inputs=public)
             half_concept_inputs(proto, public)
             check_float_inputs(proto, public, "float16")
