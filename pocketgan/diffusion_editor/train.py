@@ -13,6 +13,8 @@ Layout of ``--out``::
     pipeline/       the EMA pipeline at the last checkpoint (save_pretrained, atomic):
                     what ``distill-data --teacher instruct-pix2pix:OUT/pipeline`` loads
 
+The loop, checkpoints and resume checks are
+:mod:`pocketgan.training.diffusion_training`'s (shared with the emoji generation teacher).
 Run the same command again to resume after a crash, a kill or a ``--steps`` raise. Each
 step's crops, tasks, noise and timesteps come from (seed, step, rank), so a resumed run
 draws what an unbroken one would. ``accelerate launch -m pocketgan train-teacher ...`` runs it
@@ -21,9 +23,6 @@ data-parallel on GPUs (each rank draws its own batch).
 
 from __future__ import annotations
 
-import json
-import math
-import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,7 @@ from typing import Any
 import numpy as np
 
 from pocketgan.diffusion_editor.pipeline import EditorArchitecture
-
-RUN_FILE = "run.json"
-# run.json fields a resume may change (they do not change what a step computes)
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "progress", "threads")
+from pocketgan.training.diffusion_training import DiffusionRun, run_training
 
 
 @dataclass
@@ -92,18 +88,6 @@ class TeacherTrainingConfig:
         return {**out, "arch": self.arch.to_json()}
 
 
-def _check_resume(config: TeacherTrainingConfig) -> None:
-    path = config.out / RUN_FILE
-    if not path.is_file():
-        return
-    old = json.loads(path.read_text(encoding="utf-8"))
-    new = config.to_json()
-    changed = sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
-    if changed:
-        diff = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
-        raise ValueError(f"{config.out} is a run with other settings ({diff}); use another --out or the run's settings")
-
-
 def _draw_batch(photos: list[np.ndarray], config: TeacherTrainingConfig, rng: np.random.Generator):
     """(clean, given, task index) for one step: uint8 (B, crop, crop, 3) x 2 and int (B,)."""
     from pocketgan.diffusion_editor.tasks import TASKS, task_input
@@ -129,32 +113,22 @@ def _to_latents(images: np.ndarray, patch: int):
     return torch.nn.functional.pixel_unshuffle(x, patch)
 
 
-class _Run:
-    """Model, EMA, optimizer and scheduler of one training run."""
+class _Run(DiffusionRun):
+    """The editor's UNet (the text encoder stays at its seeded initialisation)."""
 
     def __init__(self, config: TeacherTrainingConfig) -> None:
-        import torch
-        from accelerate import Accelerator
         from diffusers import DDPMScheduler
 
         from pocketgan.diffusion_editor.pipeline import build_pipeline, encode_instructions, scheduler_config
         from pocketgan.diffusion_editor.tasks import INSTRUCTIONS
 
         self.config = config
-        self.accelerator = Accelerator()
         self.pipe = build_pipeline(config.arch, seed=config.seed)
         self.pipe.text_encoder.requires_grad_(False)
-        unet = self.pipe.unet.train()
-        self.ema = {k: v.detach().clone() for k, v in unet.state_dict().items()}
         # instruction states are fixed: the text encoder stays at its seeded initialisation
         self.text = encode_instructions(self.pipe, [*INSTRUCTIONS.values(), ""])
         self.noise = DDPMScheduler(**scheduler_config(config.arch))
-        opt = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=1e-2)
-        self.unet, self.opt = self.accelerator.prepare(unet, opt)
-        self.step, self.elapsed, self.losses = 0, 0.0, []
-
-    def lr_at(self, step: int) -> float:
-        return self.config.lr * min(1.0, (step + 1) / max(1, self.config.warmup))
+        self.setup(self.pipe.unet)
 
     def train_step(self, photos: list[np.ndarray]) -> float:
         import torch
@@ -179,116 +153,28 @@ class _Run:
         text_idx[no_text] = len(self.text) - 1  # the empty instruction
         zc = zc * (~no_image).float()[:, None, None, None]  # a dropped image is zeros, as the pipeline's
         device = acc.device
-        for group in self.opt.param_groups:
-            group["lr"] = self.lr_at(self.step)
-        pred = self.unet(
+        pred = self.model(
             torch.cat([zt, zc], 1).to(device), t.to(device), encoder_hidden_states=self.text[text_idx].to(device)
         ).sample
-        loss = torch.nn.functional.mse_loss(pred.float(), target.to(device))
-        acc.backward(loss)
-        acc.clip_grad_norm_(self.unet.parameters(), 1.0)
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        self._update_ema()
-        self.step += 1
-        return float(loss.detach())
+        return self.optimize(torch.nn.functional.mse_loss(pred.float(), target.to(device)))
 
-    def _update_ema(self) -> None:
-        import torch
+    def extra_tensors(self) -> dict:
+        return {f"text/{k}": v for k, v in self.pipe.text_encoder.state_dict().items()}
 
-        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
-        with torch.no_grad():
-            for k, v in self.accelerator.unwrap_model(self.unet).state_dict().items():
-                if v.dtype.is_floating_point:
-                    self.ema[k].mul_(decay).add_(v.detach().cpu(), alpha=1 - decay)
-                else:
-                    self.ema[k].copy_(v)
-
-    # -- checkpoints ---------------------------------------------------------------------
-
-    def save(self) -> None:
-        from pocketgan.atomic import atomic_directory
-        from pocketgan.training.checkpoint import flatten_optimizer, save_checkpoint
-
-        unet = self.accelerator.unwrap_model(self.unet)
-        tensors = {f"unet/{k}": v for k, v in unet.state_dict().items()}
-        tensors |= {f"ema/{k}": v for k, v in self.ema.items()}
-        tensors |= {f"text/{k}": v for k, v in self.pipe.text_encoder.state_dict().items()}
-        opt_tensors, opt_meta = flatten_optimizer("opt", self.opt.state_dict())
-        meta = {"step": self.step, "elapsed_s": self.elapsed, "losses": self.losses, "optimizer": opt_meta}
-        save_checkpoint(self.config.out / "checkpoint", tensors | opt_tensors, meta)
-        # the pipeline with the EMA weights: what distill-data loads
-        live = {k: v.detach().clone() for k, v in unet.state_dict().items()}
-        unet.load_state_dict(self.ema)
-        from pocketgan.training.diffusers_teacher import quiet_pipeline_io
-
-        try:
-            # quiet: a "writing shards" bar per checkpoint would break the step bar
-            with atomic_directory(self.config.out / "pipeline") as staging, quiet_pipeline_io():
-                self.pipe.save_pretrained(staging, safe_serialization=True)
-                (staging / "pocketgan-teacher.json").write_text(
-                    json.dumps({"step": self.step, "run": self.config.to_json()}, indent=1), encoding="utf-8"
-                )
-        finally:
-            unet.load_state_dict(live)
-
-    def load(self) -> None:
-        from pocketgan.training.checkpoint import load_checkpoint, unflatten_optimizer
-
-        tensors, meta = load_checkpoint(self.config.out / "checkpoint")
-        unet = self.accelerator.unwrap_model(self.unet)
-        unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet/")})
-        self.ema = {k[4:]: v.clone() for k, v in tensors.items() if k.startswith("ema/")}
+    def load_extra(self, tensors: dict) -> None:
         self.pipe.text_encoder.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("text/")})
-        self.opt.load_state_dict(unflatten_optimizer("opt", tensors, meta["optimizer"]))
-        self.step, self.elapsed, self.losses = int(meta["step"]), float(meta["elapsed_s"]), list(meta["losses"])
+
+    def save_pipeline(self, staging: Path) -> None:
+        self.pipe.save_pretrained(staging, safe_serialization=True)
 
 
 def train_teacher(config: TeacherTrainingConfig) -> dict[str, Any]:
     """Train (or resume) the editor; returns a summary (steps, elapsed seconds, last losses)."""
-    import torch
-    from tqdm import tqdm
-
-    from pocketgan.atomic import atomic_write_json
     from pocketgan.diffusion_editor.photos import TRAIN_SIDE, training_photos
     from pocketgan.photos import list_images, load_rgb
-    from pocketgan.training.checkpoint import has_checkpoint
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    _check_resume(config)
-    config.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(config.out / RUN_FILE, config.to_json())
-    run = _Run(config)
-    if has_checkpoint(config.out / "checkpoint"):
-        run.load()
     if config.photos is None:
         photos = training_photos()
     else:
         photos = [load_rgb(p, TRAIN_SIDE) for p in list_images(config.photos)]
-    main = run.accelerator.is_main_process
-    smooth = None
-    with tqdm(
-        total=config.steps, initial=run.step, desc="train-teacher", unit="step", disable=not (config.progress and main)
-    ) as bar:
-        while run.step < config.steps:
-            start = time.perf_counter()
-            loss = run.train_step(photos)
-            run.elapsed += time.perf_counter() - start
-            smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"step {run.step}: loss {loss}; the last checkpoint is intact")
-            bar.update(1)
-            bar.set_postfix(loss=f"{smooth:.4f}")
-            if run.step % 50 == 0:
-                run.losses.append([run.step, round(smooth, 6)])
-            if main and (run.step % config.checkpoint_every == 0 or run.step == config.steps):
-                run.save()
-    if main and not (config.out / "pipeline").is_dir():
-        run.save()  # a resume of a finished run still leaves its pipeline
-    return {
-        "steps": run.step,
-        "elapsed_s": round(run.elapsed, 1),
-        "losses": run.losses[-5:],
-        "pipeline": str(config.out / "pipeline"),
-    }
+    return run_training(_Run, config, photos, desc="train-teacher")

@@ -1,0 +1,49 @@
+"""Generation commands: train the emoji text-to-image teacher (docs/one-step-generation.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pocketgan.cli.common import defer
+from pocketgan.cli.flags import add_config_flags, config_kwargs
+
+
+def cmd_train_generation_teacher(args: argparse.Namespace) -> int:
+    from pocketgan.generation.teacher import GenerationArchitecture
+    from pocketgan.generation.teacher_training import GenerationTeacherConfig, train_generation_teacher
+
+    arch = GenerationArchitecture(**config_kwargs(args, GenerationArchitecture))
+    summary = train_generation_teacher(
+        GenerationTeacherConfig(**config_kwargs(args, GenerationTeacherConfig), arch=arch)
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _teacher_flags(s: argparse.ArgumentParser) -> None:
+    from pocketgan.generation.teacher import GenerationArchitecture
+    from pocketgan.generation.teacher_training import GenerationTeacherConfig
+
+    add_config_flags(s, GenerationTeacherConfig, skip=("arch",))
+    add_config_flags(
+        s.add_argument_group("architecture (fixed for a run)"),
+        GenerationArchitecture,
+        options={"prediction_type": {"choices": ["epsilon", "v_prediction", "sample"]}},
+    )
+
+
+def register(sub) -> None:
+    """Add the generation commands to the CLI's subparsers."""
+    s = sub.add_parser(
+        "train-generation-teacher",
+        help="train the emoji text-to-image diffusion teacher that one-step generators are distilled from",
+        description="Train a pixel-space text-to-image diffusion model (diffusers UNet2DConditionModel, "
+        "hashed bag-of-words prompts) on Noto Color Emoji glyphs, held-out prompts excluded "
+        "(docs/one-step-generation.md). Resumable: rerun the same command. "
+        "Data-parallel on GPUs: accelerate launch -m pocketgan train-generation-teacher ...",
+    )
+    defer(s, _teacher_flags)
+    s.set_defaults(
+        func=cmd_train_generation_teacher, interrupted="the last checkpoint is kept, rerun the same command to resume"
+    )
