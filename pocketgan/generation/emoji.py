@@ -155,8 +155,6 @@ def default_cache() -> Path:
 
 def load_emoji(side: int = 32, cache: Path | None = None, progress: bool = True) -> EmojiSet:
     """The rendered set, from ``cache`` (default ``~/.cache/pocketgan/emoji``) or rendered and cached."""
-    from pocketgan.atomic import atomic_write_bytes
-
     path = Path(cache or default_cache()) / f"emoji-{side}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as data:
@@ -164,7 +162,15 @@ def load_emoji(side: int = 32, cache: Path | None = None, progress: bool = True)
                 data["images"], [str(p) for p in data["prompts"]], [str(s) for s in data["sequences"]], data["held_out"]
             )
     emoji = render_emoji(side, progress=progress)
+    save_emoji(path, emoji)
+    return emoji
+
+
+def save_emoji(path: Path, emoji: EmojiSet) -> None:
+    """Write ``emoji`` as the cache file ``path`` (``emoji-<side>.npz``), atomically."""
     import io
+
+    from pocketgan.atomic import atomic_write_bytes
 
     buffer = io.BytesIO()
     np.savez_compressed(
@@ -174,6 +180,5 @@ def load_emoji(side: int = 32, cache: Path | None = None, progress: bool = True)
         sequences=np.array(emoji.sequences),
         held_out=emoji.held_out,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buffer.getvalue())
-    return emoji
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(path), buffer.getvalue())

@@ -120,6 +120,22 @@ def random_derangement(n: int, generator: torch.Generator) -> Tensor:
     return perm
 
 
+# A condition is one tensor (the photo, for editing) or a tuple of tensors (noise and prompt
+# states, for generation) that share the batch dimension; these apply batch ops to either.
+def _take(condition, index):
+    return tuple(c[index] for c in condition) if isinstance(condition, tuple) else condition[index]
+
+
+def _cat(conditions: list):
+    if isinstance(conditions[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*conditions))
+    return torch.cat(conditions)
+
+
+def _detach(condition):
+    return tuple(c.detach() for c in condition) if isinstance(condition, tuple) else condition.detach()
+
+
 def _mean_over_scales(values: list[Tensor]) -> Tensor:
     return torch.stack([v.mean() for v in values]).mean()
 
@@ -138,10 +154,16 @@ def discriminator_loss(
     a batch of 1 there is no other condition: the term is skipped (no error). The three
     groups go through ``disc`` as one concatenated batch.
 
+    ``condition`` is a tensor like ``real`` (editing: the photo) or a tuple of tensors with
+    ``real``'s batch size (generation: noise and prompt states); mix-and-match permutes all.
+
     Returns the loss and ``{"d_real", "d_fake", "d_mix"}``: the mean logits of each group
     (mean over scales of per-scale means; ``d_mix`` is NaN when the term is skipped).
     """
-    if not (condition.shape == real.shape == fake.shape):
+    if isinstance(condition, tuple):
+        if not (real.shape == fake.shape and all(c.shape[0] == real.shape[0] for c in condition)):
+            raise ValueError(f"condition tensors, real and fake need one batch size; real {tuple(real.shape)}")
+    elif not (condition.shape == real.shape == fake.shape):
         raise ValueError(
             f"condition, real and fake must have one shape, got {tuple(condition.shape)}, "
             f"{tuple(real.shape)}, {tuple(fake.shape)}"
@@ -150,10 +172,10 @@ def discriminator_loss(
     mix = bool(mix_and_match) and n >= 2
     conditions, images = [condition, condition], [real, fake.detach()]
     if mix:
-        perm = random_derangement(n, generator).to(condition.device)
-        conditions.append(condition[perm])
+        perm = random_derangement(n, generator).to(real.device)
+        conditions.append(_take(condition, perm))
         images.append(real)
-    logits = disc(torch.cat(conditions), torch.cat(images))
+    logits = disc(_cat(conditions), torch.cat(images))
     groups = [[t for t in scale.split(n)] for scale in logits]  # groups[scale][group]
     real_logits = [g[0] for g in groups]
     fake_logits = [g[1] for g in groups]
@@ -197,7 +219,7 @@ def r1_penalty(disc: nn.Module, condition: Tensor, real: Tensor) -> Tensor:
             d_loss = d_loss + gamma / 2 * interval * r1_penalty(disc, condition, real)
     """
     x = real[:1].detach().requires_grad_(True)
-    logits = disc(condition[:1].detach(), x)
+    logits = disc(_detach(_take(condition, slice(0, 1))), x)
     total = torch.stack([t.sum() for t in logits]).sum()
     (grad,) = torch.autograd.grad(total, x, create_graph=True)
     return grad.pow(2).flatten(1).sum(dim=1).mean()

@@ -62,13 +62,31 @@ _INDEX_NAME = re.compile(r"^index-rank(\d+)\.jsonl$")
 
 @dataclass
 class DistillDataConfig:
-    photos: Path = field(metadata={"help": "Folder of photos (searched recursively: jpg, jpeg, png, webp, bmp)."})
     out: Path = field(metadata={"help": "Dataset folder; created, or resumed when it exists."})
     teacher: str = field(
         metadata={
             "help": "Teacher spec: a procedural name (cartoon, stylize, ...), "
-            "instruct-pix2pix:PATH_OR_HUB_ID or img2img:PATH_OR_HUB_ID."
+            "instruct-pix2pix:PATH_OR_HUB_ID or img2img:PATH_OR_HUB_ID; with --noise, "
+            "generation:PATH (a train-generation-teacher pipeline folder)."
         }
+    )
+    photos: Path | None = field(
+        default=None,
+        metadata={"help": "Folder of photos (searched recursively: jpg, jpeg, png, webp, bmp); not with --noise."},
+    )
+    noise: int = field(
+        default=0,
+        metadata={
+            "help": "Noise mode (one-step generation, docs/one-step-generation.md): this many (noise seed, prompt) "
+            "items, each with the text-to-image teacher's DDIM output; no photos. 0: photo mode."
+        },
+    )
+    prompts: str = field(
+        default="train",
+        metadata={"help": "Noise mode: the emoji prompts to draw from.", "choices": ("train", "held-out")},
+    )
+    emoji: Path | None = field(
+        default=None, metadata={"help": "Noise mode: emoji cache folder (default ~/.cache/pocketgan/emoji)."}
     )
     prompt: str | None = field(
         default=None,
@@ -104,7 +122,13 @@ class DistillDataConfig:
     )
 
     def __post_init__(self) -> None:
-        self.photos, self.out = Path(self.photos), Path(self.out)
+        self.out = Path(self.out)
+        if self.noise < 0:
+            raise ValueError(f"noise must be >= 0 (0: photo mode), got {self.noise}")
+        if (self.photos is None) == (self.noise == 0):
+            raise ValueError("give photos (photo mode) or noise > 0 (noise mode), not both and not neither")
+        if self.photos is not None:
+            self.photos = Path(self.photos)
         if not isinstance(self.teacher, str) or not self.teacher.strip():
             raise ValueError("teacher must be a spec such as 'cartoon' or 'instruct-pix2pix:PATH'")
         if self.size <= 0 or self.size % 8:
@@ -264,7 +288,7 @@ def _dataset_record(config: DistillDataConfig, teacher: Teacher) -> dict[str, An
     }
 
 
-def _check_or_write_dataset(out: Path, record: dict[str, Any]) -> None:
+def _check_or_write_dataset(out: Path, record: dict[str, Any], fields: Sequence[str] = RESUME_FIELDS) -> None:
     path = out / DATASET_FILE
     if path.exists():
         existing = json.loads(path.read_text(encoding="utf-8"))
@@ -272,7 +296,7 @@ def _check_or_write_dataset(out: Path, record: dict[str, Any]) -> None:
             raise ValueError(f"{path} is not a {FORMAT} dataset")
         diff = [
             f"{k}: dataset has {existing.get(k)!r}, this run {record[k]!r}"
-            for k in RESUME_FIELDS
+            for k in fields
             if existing.get(k) != record[k]
         ]
         if diff:
@@ -415,6 +439,10 @@ def generate_pairs(
 
     start = time.perf_counter()
     rank, world_size, state = _resolve_rank(rank, world_size)
+    if config.noise:
+        from pocketgan.generation.ode_pairs import generate_noise_pairs
+
+        return generate_noise_pairs(config, rank, world_size, state, start)
     teacher = teacher if teacher is not None else _teacher_for(config, state)
     out = config.out
     items = plan_items(config)

@@ -76,6 +76,7 @@ class LossConfig:
     """Weights of the generator's losses; 0 (or False) switches a part off."""
 
     l1: float = field(default=1.0, metadata={"help": "L1 against the teacher's edit."})
+    mse: float = field(default=0.0, metadata={"help": "Mean squared error against the teacher's output."})
     perceptual: float = field(default=0.0, metadata={"help": "Ensembled perceptual loss (E-LPIPS-style)."})
     ensemble: bool = field(
         default=True, metadata={"help": "Same random augmentation on both sides of the perceptual loss."}
@@ -98,10 +99,10 @@ class LossConfig:
     )
 
     def __post_init__(self) -> None:
-        if min(self.l1, self.perceptual, self.gan, self.r1_gamma) < 0:
+        if min(self.l1, self.mse, self.perceptual, self.gan, self.r1_gamma) < 0:
             raise ValueError("loss weights must be non-negative")
-        if self.l1 == 0 and self.perceptual == 0 and self.gan == 0:
-            raise ValueError("at least one of l1, perceptual and gan must be on")
+        if self.l1 == 0 and self.mse == 0 and self.perceptual == 0 and self.gan == 0:
+            raise ValueError("at least one of l1, mse, perceptual and gan must be on")
         if (self.r1_gamma or self.mix_and_match) and not self.gan:
             raise ValueError("r1_gamma and mix_and_match need the GAN loss (gan > 0)")
         if self.r1_interval <= 0 or self.d_lr <= 0 or self.d_channels <= 0:
@@ -114,6 +115,8 @@ class LossConfig:
 
     def summary(self) -> str:
         parts = [f"L1x{self.l1:g}"] if self.l1 else []
+        if self.mse:
+            parts.append(f"MSEx{self.mse:g}")
         if self.perceptual:
             parts.append(f"{'ensembled ' if self.ensemble else ''}perceptual x{self.perceptual:g}")
         if self.gan:
@@ -310,28 +313,15 @@ class _Fit:
         xs, ys = zip(*(_crop(self.pairs[k], train.crop, self.rng) for k in which))
         x, y = to_model_range(np.stack(xs)).to(device), to_model_range(np.stack(ys)).to(device)
         fake = self.student(x, torch.from_numpy(which).to(device))
-        g_loss = loss.l1 * nn.functional.l1_loss(fake, y) if loss.l1 else fake.new_zeros(())
+        g_loss, stats = generator_losses(loss, fake, y, x, self.perceptual, self.disc, self.gen)
         l1_value = nn.functional.l1_loss(fake.detach(), y).item()
-        stats = {}
-        if self.perceptual is not None:
-            p = self.perceptual(fake, y, generator=self.gen)
-            g_loss = g_loss + loss.perceptual * p
-            stats["perc"] = p.item()
-        if self.disc is not None:
-            from pocketgan.training.discriminator import generator_adversarial_loss
-
-            self.disc.requires_grad_(False)
-            adv = generator_adversarial_loss(self.disc, x, fake)
-            g_loss = g_loss + loss.gan * adv
-            stats["adv"] = adv.item()
-            self.disc.requires_grad_(True)
         self.optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(g_loss)
         if train.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.trainable, train.max_grad_norm)
         self.optimizer.step()
         if self.disc is not None:
-            stats |= _discriminator_step(
+            stats |= discriminator_step(
                 self.disc, self.d_optimizer, self.accelerator, loss, x, y, fake.detach(), self.step, self.gen
             )
         return l1_value, stats
@@ -373,7 +363,34 @@ class _Fit:
         }
 
 
-def _discriminator_step(disc, d_optimizer, accelerator, loss: LossConfig, x, y, fake, step: int, gen) -> dict:
+def generator_losses(loss: LossConfig, fake, target, condition, perceptual, disc, gen) -> tuple[torch.Tensor, dict]:
+    """The generator's weighted loss against ``target`` and the parts by name (floats).
+
+    Shared by the editing trainer (condition: the photo) and the one-step generation
+    trainer (condition: noise and prompt states, :mod:`pocketgan.generation.student_training`).
+    """
+    g_loss = loss.l1 * nn.functional.l1_loss(fake, target) if loss.l1 else fake.new_zeros(())
+    stats = {}
+    if loss.mse:
+        mse = nn.functional.mse_loss(fake, target)
+        g_loss = g_loss + loss.mse * mse
+        stats["mse"] = mse.item()
+    if perceptual is not None:
+        p = perceptual(fake, target, generator=gen)
+        g_loss = g_loss + loss.perceptual * p
+        stats["perc"] = p.item()
+    if disc is not None:
+        from pocketgan.training.discriminator import generator_adversarial_loss
+
+        disc.requires_grad_(False)
+        adv = generator_adversarial_loss(disc, condition, fake)
+        g_loss = g_loss + loss.gan * adv
+        stats["adv"] = adv.item()
+        disc.requires_grad_(True)
+    return g_loss, stats
+
+
+def discriminator_step(disc, d_optimizer, accelerator, loss: LossConfig, x, y, fake, step: int, gen) -> dict:
     from pocketgan.training.discriminator import discriminator_loss, lazy_r1_due, r1_penalty
 
     d_loss, d_stats = discriminator_loss(disc, x, y, fake, mix_and_match=loss.mix_and_match, generator=gen)
