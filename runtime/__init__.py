@@ -6,6 +6,9 @@ Depends on numpy, Pillow, jsonschema and onnxruntime only; never imports torch.
     >>> rt = open_bundle()                 # the embedded default bundle
     >>> rt.set_concept("pencil_sketch")
     >>> edited = rt.edit(photo)            # PIL image or H x W x 3 uint8 array
+
+A generation bundle (one-step text-to-image) opens the same way, or with
+:class:`GenerationRuntime`: ``open_bundle(path).generate("red apple", seed=3)``.
 """
 
 from pocketgan.runtime.errors import (
@@ -26,6 +29,8 @@ from pocketgan.runtime.errors import (
     UnknownConceptError,
     UnsupportedFormatError,
 )
+from pocketgan.runtime.generation import GenerationInputError, GenerationRuntime, default_generation_bundle_path
+from pocketgan.runtime.generation_manifest import read_generation_manifest, verify_generation_bundle
 from pocketgan.runtime.imaging import DEFAULT_MAX_PIXELS, open_image
 from pocketgan.runtime.manifest import FORMAT_VERSION, Manifest, load_manifest, read_manifest, verify_bundle
 from pocketgan.runtime.session import Runtime, default_bundle_path, open_bundle
@@ -40,6 +45,8 @@ __all__ = [
     "BundleError",
     "ChecksumError",
     "ContainmentError",
+    "GenerationInputError",
+    "GenerationRuntime",
     "ImageTooLargeError",
     "InterfaceMismatchError",
     "InvalidImageError",
@@ -52,9 +59,12 @@ __all__ = [
     "UnknownConceptError",
     "UnsupportedFormatError",
     "default_bundle_path",
+    "default_generation_bundle_path",
     "load_manifest",
     "open_bundle",
     "open_image",
+    "read_generation_manifest",
     "read_manifest",
     "verify_bundle",
+    "verify_generation_bundle",
 ]

@@ -119,6 +119,13 @@ def validate_manifest(manifest: Any) -> dict:
         raise ManifestError(
             f"not a pocketgan bundle manifest (format={manifest.get('format')!r})", file=MANIFEST_NAME, field="format"
         )
+    if manifest.get("kind") == "generation":
+        raise ManifestError(
+            "this is a generation bundle (text to image), not an editing bundle: open it with "
+            "pocketgan.runtime.open_bundle() or GenerationRuntime, or `pocketgan generate --bundle DIR`",
+            file=MANIFEST_NAME,
+            field="kind",
+        )
     version = manifest.get("format_version")
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise UnsupportedFormatError(

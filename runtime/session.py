@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -28,6 +29,9 @@ from pocketgan.runtime.upsampling import (
     load_upsamplers,
     mixed_upsampling,
 )
+
+if TYPE_CHECKING:
+    from pocketgan.runtime.generation import GenerationRuntime
 
 
 def default_bundle_path() -> Path:
@@ -232,6 +236,15 @@ class Runtime:
         )
 
 
-def open_bundle(bundle: str | Path | None = None, **kwargs) -> Runtime:
-    """Open a bundle (``None``: the embedded default). See :class:`Runtime`."""
+def open_bundle(bundle: str | Path | None = None, **kwargs) -> Runtime | GenerationRuntime:
+    """Open a bundle (``None``: the embedded default editing bundle). See :class:`Runtime`; a
+    generation bundle (manifest ``"kind": "generation"``) opens as a
+    :class:`~pocketgan.runtime.generation.GenerationRuntime` (``backend`` and ``threads`` apply)."""
+    if bundle is not None:
+        from pocketgan.runtime.generation_manifest import GENERATION_KIND, manifest_kind
+
+        if manifest_kind(bundle) == GENERATION_KIND:
+            from pocketgan.runtime.generation import GenerationRuntime
+
+            return GenerationRuntime(bundle, **kwargs)
     return Runtime(bundle, **kwargs)

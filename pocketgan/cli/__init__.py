@@ -18,12 +18,12 @@ import argparse
 import os
 import sys
 
-from pocketgan.cli import bench, bundle, generation, serve, training
+from pocketgan.cli import bench, bundle, generate, generation, serve, training
 from pocketgan.cli.common import CommandParser
 from pocketgan.runtime.errors import PocketganError
 
 # each module's register(subparsers) adds its commands, in this order in --help
-COMMAND_GROUPS = (bundle, training, generation, serve, bench)
+COMMAND_GROUPS = (bundle, training, generation, generate, serve, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 from pocketgan.cli.common import defer, need_toolchain, progress
 from pocketgan.cli.flags import add_config_flags, config_kwargs
+from pocketgan.cli.generate import export_generation, info_generation
 from pocketgan.runtime.errors import PocketganError
 from pocketgan.runtime.imaging import DEFAULT_MAX_PIXELS
 from pocketgan.runtime.targets import TARGETS
@@ -28,6 +29,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from pocketgan.runtime.session import default_bundle_path
 
     path = Path(args.bundle) if args.bundle else default_bundle_path()
+    if args.bundle and _is_generation(path):
+        return info_generation(path, verify=args.verify, as_json=args.json)
     manifest = read_manifest(path)
     if args.verify:
         verify_bundle(path, manifest)
@@ -99,8 +102,17 @@ def _export_flags(s: argparse.ArgumentParser) -> None:
     )
 
 
+def _is_generation(path: Path) -> bool:
+    """Whether ``path`` holds a generation bundle (``pocketgan.cli.generate`` handles those)."""
+    from pocketgan.runtime.generation_manifest import GENERATION_KIND, manifest_kind
+
+    return manifest_kind(path) == GENERATION_KIND
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     need_toolchain("export")
+    if args.bundle is not None and _is_generation(args.bundle):
+        return export_generation(args)
     from pocketgan._quiet import coreml_progress, start_executorch_threadpool
     from pocketgan.export import ExportConfig, run_export
     from pocketgan.runtime.manifest_view import as_manifest

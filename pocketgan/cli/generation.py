@@ -33,6 +33,33 @@ def _teacher_flags(s: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_train_generation_student(args: argparse.Namespace) -> int:
+    from pocketgan.generation.student_training import StudentTrainingConfig, train_generation_student
+    from pocketgan.training.trainer import LossConfig
+
+    loss = LossConfig(**config_kwargs(args, LossConfig))
+    summary = train_generation_student(StudentTrainingConfig(**config_kwargs(args, StudentTrainingConfig), loss=loss))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _student_flags(s: argparse.ArgumentParser) -> None:
+    from pocketgan.generation.student_training import StudentTrainingConfig
+    from pocketgan.training.trainer import LossConfig
+
+    add_config_flags(s, StudentTrainingConfig, skip=("loss",))
+    add_config_flags(
+        s.add_argument_group("losses (0 switches a part off)"),
+        LossConfig,
+        skip=("perceptual_weights",),
+        options={
+            "l1": {"default": 0.0},
+            "mse": {"default": 1.0},
+            "d_channels": {"help": "(unused: D is the teacher's encoder)"},
+        },
+    )
+
+
 def register(sub) -> None:
     """Add the generation commands to the CLI's subparsers."""
     s = sub.add_parser(
@@ -46,4 +73,15 @@ def register(sub) -> None:
     defer(s, _teacher_flags)
     s.set_defaults(
         func=cmd_train_generation_teacher, interrupted="the last checkpoint is kept, rerun the same command to resume"
+    )
+    s = sub.add_parser(
+        "train-generation-student",
+        help="distil the generation teacher into a one-step generator (regression, then + GAN)",
+        description="Diffusion2GAN on distill-data --noise pairs: stage 1 regresses the teacher's DDIM output "
+        "(--mse, --perceptual [--no-ensemble]); stage 2 (--init STAGE1 --gan W --r1-gamma G --mix-and-match) adds "
+        "the conditional GAN with the teacher-encoder discriminator (docs/one-step-generation.md). Resumable.",
+    )
+    defer(s, _student_flags)
+    s.set_defaults(
+        func=cmd_train_generation_student, interrupted="the last checkpoint is kept, rerun the same command to resume"
     )

@@ -16,37 +16,11 @@ demo, Kotlin and Swift hash and index the same table that ships in the bundle
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
-TOKENS = 12
-_WORD = re.compile(r"[a-z0-9'\-]+")
-
-
-def fnv1a32(data: bytes) -> int:
-    """32-bit FNV-1a hash."""
-    h = 0x811C9DC5
-    for byte in data:
-        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return h
-
-
-def words(prompt: str) -> list[str]:
-    return _WORD.findall(prompt.lower())
-
-
-def prompt_ids(prompt: str, buckets: int, tokens: int = TOKENS) -> np.ndarray:
-    """int64 (tokens,) table rows of ``prompt``: 1 + fnv1a32(word) % buckets per word, then 0s."""
-    if not isinstance(prompt, str):
-        raise TypeError(f"a prompt is a str, got {type(prompt).__name__}")
-    ids = [1 + fnv1a32(w.encode()) % buckets for w in words(prompt)[:tokens]]
-    return np.array(ids + [0] * (tokens - len(ids)), dtype=np.int64)
-
-
-def prompt_states(table: np.ndarray, prompt: str, tokens: int = TOKENS) -> np.ndarray:
-    """float32 (1, tokens, width): the rows of ``table`` (buckets + 1, width) for ``prompt``."""
-    return np.ascontiguousarray(table[prompt_ids(prompt, table.shape[0] - 1, tokens)][None], dtype=np.float32)
+# The hashing itself lives in the runtime (torch-free, installed as pocketgan.runtime), which
+# the bundle's readers use; training and the runtime hash prompts with the same code.
+from pocketgan.runtime.prompt_hashing import TOKENS, fnv1a32, prompt_ids, prompt_states, words  # noqa: F401
 
 
 def _torch_encoder():
