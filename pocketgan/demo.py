@@ -57,10 +57,42 @@ def run_demo(
         "parity_psnr_db": {mode: dict(scores) for mode, scores in manifest.onnx.parity.psnr_db.items()},
         "latency_ms": latency_ms,
     }
+    generated = _generation_grid(out, threads=threads, rounds=rounds, progress=progress)
+    if generated is not None:
+        summary["generation"] = generated
+        written += ", generated_grid.png"
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     progress("\n" + table)
     progress(f"\nwrote {out}/{written}, latency.md, summary.json")
     return summary
+
+
+GRID_PROMPTS = ("red apple", "grinning face", "red heart", "sun with face", "dog face", "banana")
+GRID_SEEDS = range(6)
+
+
+def _generation_grid(out: Path, *, threads: int, rounds: int, progress: Callable[[str], None]) -> dict | None:
+    """The default generation bundle's images: a prompt per row, a seed per column (one pass each)."""
+    from pocketgan.runtime.generation import GenerationRuntime, default_generation_bundle_path
+
+    if not (default_generation_bundle_path() / "manifest.json").is_file():
+        return None
+    progress("generating images with the default generation bundle (one pass each, ONNX)")
+    runtime = GenerationRuntime(threads=threads)
+    rows = [[runtime.generate_array(p, seed=s) for s in GRID_SEEDS] for p in GRID_PROMPTS]
+    tile = rows[0][0].shape[0] * 4
+    sheet = Image.new("RGB", (140 + len(GRID_SEEDS) * (tile + 4), len(rows) * (tile + 4)), "white")
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(sheet)
+    for r, (prompt, row) in enumerate(zip(GRID_PROMPTS, rows)):
+        draw.text((6, r * (tile + 4) + tile // 2 - 6), prompt, fill="black")
+        for c, image in enumerate(row):
+            big = Image.fromarray(image).resize((tile, tile), Image.Resampling.NEAREST)
+            sheet.paste(big, (140 + c * (tile + 4), r * (tile + 4)))
+    sheet.save(out / "generated_grid.png")
+    ms = median_ms(lambda: runtime.generate_array("red apple", seed=0), rounds=rounds)
+    return {"prompts": list(GRID_PROMPTS), "seeds": list(GRID_SEEDS), "generate_ms": round(ms, 2)}
 
 
 def _edit_photos(runtime, edits_dir: Path, progress: Callable[[str], None]) -> list[list[np.ndarray]]:

@@ -225,6 +225,13 @@ def test_open_bundle_gives_a_generation_runtime(bundle):
     assert isinstance(rt, GenerationRuntime) and rt.backend == "onnx"
 
 
+def test_editing_runtime_names_a_generation_bundle_for_what_it_is(bundle):
+    from pocketgan.runtime import ManifestError, Runtime
+
+    with pytest.raises(ManifestError, match="generation bundle"):
+        Runtime(bundle)
+
+
 def test_coreml_package_structure(bundle):
     from pocketgan.export.coreml_structure import describe_package
 
