@@ -1,12 +1,16 @@
 """``pocketgan serve-demo [BUNDLE]``: serve the web demo, a bundle and onnxruntime-web.
 
-Standard library only (``http.server``), no torch. Three trees, each on its own URL prefix:
+Standard library only (``http.server``), no torch. Three trees, each on its own URL prefix,
+and a fourth when a generation bundle is served:
 
 - ``/``: the demo page and its modules (``web_demo/``; installed as ``pocketgan.web_demo``),
   only the page's own file types (no ``node_modules``, no tests, no dot-files);
 - ``/bundle/``: ``manifest.json`` and the files it lists in ``artifacts`` (nothing else of
   the bundle directory), after checking every checksum once at start;
-- ``/ort/``: onnxruntime-web's ``dist/`` (``npm ci`` in ``web_demo/``, or ``--ort-dist``).
+- ``/ort/``: onnxruntime-web's ``dist/`` (``npm ci`` in ``web_demo/``, or ``--ort-dist``);
+- ``/generation/``: a generation bundle's ``manifest.json`` and its artifacts, for the page's
+  Generate tab (``make_server(generation=DIR)``, or ``pocketgan serve-demo GENERATION_BUNDLE``:
+  a generation bundle given as the bundle is served here, next to the embedded editing bundle).
 
 Every response carries ``Cross-Origin-Opener-Policy: same-origin`` and
 ``Cross-Origin-Embedder-Policy: require-corp``: the page is cross-origin isolated, so
@@ -27,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 from pocketgan.runtime.errors import BundleError, PocketganError
 
 if TYPE_CHECKING:
+    from pocketgan.runtime.generation_manifest import GenerationManifest
     from pocketgan.runtime.manifest_view import Manifest
 
 MIME_TYPES = {
@@ -40,6 +45,7 @@ MIME_TYPES = {
     ".wasm": "application/wasm",
     ".onnx": "application/octet-stream",
     ".onnx_adapter": "application/octet-stream",
+    ".safetensors": "application/octet-stream",
     ".png": "image/png",
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
@@ -96,15 +102,43 @@ def load_web_bundle(bundle: Path, verify: bool = True) -> Manifest:
     return manifest
 
 
+def load_web_generation_bundle(bundle: Path, verify: bool = True) -> GenerationManifest:
+    """A generation bundle's manifest, checked: an ONNX export, every checksum, the model's io."""
+    from pocketgan.runtime.generation_manifest import read_generation_manifest, verify_generation_bundle
+
+    manifest = read_generation_manifest(bundle)
+    if "onnx" not in manifest.targets:
+        raise BundleError(
+            f"generation bundle {bundle} has no ONNX export, which the web demo runs: "
+            f"pocketgan export {bundle} --targets onnx"
+        )
+    if verify:
+        verify_generation_bundle(bundle)
+    return manifest
+
+
 class DemoServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, bundle: Path, manifest: Manifest, static: Path, ort: Path, quiet: bool = True):
+    def __init__(
+        self,
+        address,
+        bundle: Path,
+        manifest: Manifest,
+        static: Path,
+        ort: Path,
+        quiet: bool = True,
+        generation: Path | None = None,
+        generation_manifest: GenerationManifest | None = None,
+    ):
         self.bundle = Path(bundle).resolve()
         self.manifest = manifest
         self.static = static.resolve()
         self.ort = ort.resolve()
         self.quiet = quiet
+        #: the generation bundle served at /generation/ (None: the Generate tab says none is served)
+        self.generation = Path(generation).resolve() if generation is not None else None
+        self.generation_manifest = generation_manifest
         super().__init__(address, DemoHandler)
 
     @property
@@ -146,6 +180,13 @@ class DemoHandler(BaseHTTPRequestHandler):
             if rel != "manifest.json" and rel not in self.server.manifest.artifacts:
                 return None
             return _inside(self.server.bundle, rel)
+        if path.startswith("/generation/"):
+            if self.server.generation is None:
+                return None
+            rel = path[len("/generation/") :]
+            if rel != "manifest.json" and rel not in self.server.generation_manifest.artifacts:
+                return None
+            return _inside(self.server.generation, rel)
         if path.startswith("/ort/"):
             rel = path[len("/ort/") :]
             return _inside(self.server.ort, rel) if "/" not in rel else None
@@ -194,16 +235,34 @@ def make_server(
     ort: Path | None = None,
     verify: bool = True,
     quiet: bool = True,
+    generation: Path | None = None,
 ) -> DemoServer:
     """A server for the demo (not yet serving: call ``serve_forever``). ``port=0`` picks a free port.
-    ``bundle=None`` serves the embedded default bundle."""
+    ``bundle=None`` serves the embedded default bundle. ``generation``: a generation bundle for
+    the Generate tab; a generation bundle passed as ``bundle`` is taken as that, with the embedded
+    editing bundle (so ``pocketgan serve-demo GENERATION_BUNDLE`` serves both tabs)."""
+    if generation is None and bundle is not None:
+        from pocketgan.runtime.generation_manifest import GENERATION_KIND, manifest_kind
+
+        if manifest_kind(Path(bundle)) == GENERATION_KIND:
+            generation, bundle = bundle, None
+    generation_manifest = load_web_generation_bundle(Path(generation), verify=verify) if generation else None
     if bundle is None:
         from pocketgan.runtime.session import default_bundle_path
 
         bundle = default_bundle_path()
     manifest = load_web_bundle(Path(bundle), verify=verify)
     static = static_root()
-    return DemoServer((host, port), Path(bundle), manifest, static, ort_dist(static, ort), quiet=quiet)
+    return DemoServer(
+        (host, port),
+        Path(bundle),
+        manifest,
+        static,
+        ort_dist(static, ort),
+        quiet=quiet,
+        generation=generation,
+        generation_manifest=generation_manifest,
+    )
 
 
 def serve_in_thread(server: DemoServer) -> threading.Thread:

@@ -4,9 +4,14 @@
 // ?ep=auto|wasm|webgpu (default auto: WebGPU when the browser has an adapter),
 // ?threads=N (WebAssembly threads; default onnxruntime-web's).
 //
+// The Generate tab (#generate) opens a generation bundle (lib/generation.js) from
+// ?generation=URL (default generation/, where `pocketgan serve-demo` serves one): a prompt
+// and a seed in, the generator's S x S image out, shown enlarged with sharp pixels.
+//
 // Tests drive it through window.pocketganDemo (see test/drive.mjs).
 
 import { decodeImage, imageDataOf, openBundle } from './pocketgan.js';
+import { openGenerationBundle } from './lib/generation.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -220,8 +225,11 @@ function wireInputs() {
   }
 }
 
+// one onnxruntime-web module for both tabs
+const backendReady = pickBackend();
+
 async function start() {
-  const backend = await pickBackend();
+  const backend = await backendReady;
   state.backend = backend.name;
   const url = params.get('bundle') || 'bundle/';
   const t0 = performance.now();
@@ -240,6 +248,130 @@ ready.catch((e) => {
   setStatus(`${e.name || 'Error'}: ${e.message}`, true);
 });
 
+// --- the Generate tab ------------------------------------------------------------------
+
+const gen = {
+  runtime: null,
+  generations: 0,
+  lastResult: null,
+  golden: null, // the last golden check's results
+  backend: null,
+  readyText: '',
+};
+
+function setGenStatus(text, error = false) {
+  const el = $('gen-status');
+  el.textContent = text;
+  el.classList.toggle('error', error);
+}
+
+function showTab(name) {
+  const tab = name === 'generate' ? 'generate' : 'edit';
+  for (const t of ['edit', 'generate']) {
+    $(`${t}-tab`).hidden = t !== tab;
+    $(`tab-${t}`).setAttribute('aria-selected', String(t === tab));
+  }
+}
+
+/** Generate from the prompt and seed fields (or the given ones) and draw the image. */
+async function generate(prompt = $('gen-prompt').value, seed = $('gen-seed').value) {
+  const result = await gen.runtime.generate(prompt, seed);
+  const s = gen.runtime.size;
+  const canvas = $('gen-canvas');
+  draw(canvas, result.image); // the canvas holds the generator's own S x S pixels
+  // CSS enlarges it by a whole factor, nearest-neighbour (style.css): about 256 px on screen
+  const zoom = Math.max(1, Math.round(256 / s));
+  canvas.style.width = `${s * zoom}px`;
+  gen.generations += 1;
+  gen.lastResult = result;
+  $('gen-caption').textContent = `${JSON.stringify(prompt)} · seed ${result.seed} (${s}×${s}, shown ×${zoom})`;
+  const t = result.timings;
+  $('gen-timing').textContent = `one pass: model ${t.model.toFixed(1)} ms · total ${t.total.toFixed(1)} ms ` +
+    `(prompt ${t.prompt.toFixed(1)}, noise ${t.noise.toFixed(1)}, pixels ${t.postprocess.toFixed(1)}) · ${gen.backend}`;
+  setGenStatus(gen.readyText);
+  return result;
+}
+
+async function checkGenerationGolden() {
+  const results = await gen.runtime.checkGolden();
+  gen.golden = results;
+  const cell = (text, cls = '') => `<td${cls ? ` class="${cls}"` : ''}>${text}</td>`;
+  const escape = (text) => text.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+  const rows = results.map((r) => '<tr>' +
+    cell(r.prompt ? escape(JSON.stringify(r.prompt)) : '"" (unconditional)') + cell(r.seed) +
+    cell(`${r.noiseBitEqual}/${r.noiseValues} bit-equal${r.noiseMaxDiff ? `, max diff ${r.noiseMaxDiff.toExponential(1)}` : ''}`,
+      r.noiseMaxDiff < 1e-6 ? 'pass' : 'fail') +
+    cell(r.statesEqual ? 'equal' : 'DIFFER', r.statesEqual ? 'pass' : 'fail') +
+    cell(`${Number.isFinite(r.psnr) ? r.psnr.toFixed(2) : '∞'} dB`) +
+    cell(`${r.passed ? 'pass' : 'FAIL'} (≥ ${r.thresholdDb} dB)`, r.passed ? 'pass' : 'fail') + cell(`${r.ms.toFixed(1)} ms`) + '</tr>');
+  $('gen-golden').innerHTML = '<h2>Golden cases</h2><table><tr><th>prompt</th><th>seed</th><th>noise vs stored</th>' +
+    `<th>prompt states</th><th>image vs PyTorch</th><th></th><th>time</th></tr>${rows.join('')}</table>`;
+  return results;
+}
+
+function randomSeed() {
+  const [seed] = crypto.getRandomValues(new BigUint64Array(1));
+  $('gen-seed').value = String(seed);
+  return seed;
+}
+
+async function startGeneration() {
+  const backend = await backendReady;
+  const url = params.get('generation') || 'generation/';
+  const t0 = performance.now();
+  const runtime = await openGenerationBundle(url, { ort: backend.ort, executionProviders: backend.executionProviders });
+  gen.runtime = runtime;
+  gen.backend = backend.name;
+  const first = runtime.manifest.golden[0];
+  if (first) { // a first prompt and seed the bundle was checked on
+    $('gen-prompt').value = first.prompt;
+    $('gen-seed').value = String(first.seed);
+  }
+  const fail = (e) => setGenStatus(`${e.name || 'Error'}: ${e.message}`, true);
+  $('gen-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    generate().catch(fail);
+  });
+  $('gen-random-seed').addEventListener('click', () => {
+    randomSeed();
+    generate().catch(fail);
+  });
+  $('gen-run').disabled = false;
+  $('gen-random-seed').disabled = false;
+  if (runtime.manifest.golden.length) {
+    $('gen-check-golden').hidden = false;
+    $('gen-check-golden').addEventListener('click', () => checkGenerationGolden().catch(fail));
+  }
+  const s = runtime.size;
+  const p = runtime.manifest.prompts;
+  gen.readyText = `ready: ${s}×${s} generator · prompts of up to ${p.tokens} words (${p.buckets} buckets) · ` +
+    `${backend.name} · opened in ${(performance.now() - t0).toFixed(0)} ms`;
+  setGenStatus(gen.readyText);
+  return runtime;
+}
+
+// The generation bundle is opened the first time the Generate tab shows, so a page used for
+// editing only neither downloads it nor asks a server that has none (a 404 in the console).
+let generationReady = null;
+function loadGeneration() {
+  if (!generationReady) {
+    generationReady = startGeneration();
+    generationReady.catch((e) => {
+      const hint = e.name === 'NoGenerationBundleError'
+        ? '\nServe one: pocketgan serve-demo GENERATION_BUNDLE (or open this page with ?generation=URL).' : '';
+      setGenStatus(`${e.name || 'Error'}: ${e.message}${hint}`, true);
+    });
+  }
+  return generationReady;
+}
+
+function onHash() {
+  showTab(location.hash.slice(1));
+  if (location.hash === '#generate') loadGeneration();
+}
+onHash();
+window.addEventListener('hashchange', onHash);
+
 window.pocketganDemo = {
   ready,
   state,
@@ -250,4 +382,12 @@ window.pocketganDemo = {
   checkGolden,
   startWebcam,
   stopWebcam,
+  generation: {
+    get ready() { return loadGeneration(); },
+    state: gen,
+    get runtime() { return gen.runtime; },
+    generate,
+    checkGolden: checkGenerationGolden,
+    showTab,
+  },
 };

@@ -78,8 +78,8 @@ function checkManifest(m, where) {
   }
 }
 
-/** Fetch and check files listed in a manifest. */
-class ArtifactReader {
+/** Fetch and check files listed in a manifest (lib/generation.js reads generation bundles with it too). */
+export class ArtifactReader {
   constructor(base, manifest, fetchFn, verify) {
     this.base = base;
     this.manifest = manifest;

@@ -50,14 +50,14 @@ def _item_prompts(prompts: list[str], seed: int, indices: list[int]) -> list[str
 
 
 def _load_teacher(spec: str, options: dict):
-    from pocketgan.generation.teacher import load_teacher
+    from pocketgan.generation.teacher import DEFAULT_GUIDANCE, load_teacher
 
     kind, _, path = spec.partition(":")
     if kind != "generation" or not path:
         raise ValueError(
             f"noise mode needs a teacher 'generation:PATH' (a train-generation-teacher pipeline), got {spec!r}"
         )
-    teacher = load_teacher(Path(path), guidance=float(options.get("guidance_scale") or 3.0))
+    teacher = load_teacher(Path(path), guidance=float(options.get("guidance_scale") or DEFAULT_GUIDANCE))
     info = Path(path) / "pocketgan-teacher.json"
     step = json.loads(info.read_text(encoding="utf-8")).get("step") if info.is_file() else None
     return teacher, step

@@ -177,7 +177,13 @@ def fd_vs_steps_plot(results: dict, path: Path) -> None:
 
 
 def run_report(
-    teacher_dir: Path, students: dict[str, Path], fd_dir: Path, perceptual_dir: Path, out: Path, runs: int = 5
+    teacher_dir: Path,
+    students: dict[str, Path],
+    fd_dir: Path,
+    perceptual_dir: Path,
+    out: Path,
+    runs: int = 5,
+    guidance: float = 1.5,
 ) -> dict[str, Any]:
     from PIL import Image
 
@@ -187,7 +193,7 @@ def run_report(
     from pocketgan.generation.teacher import load_teacher
 
     out.mkdir(parents=True, exist_ok=True)
-    teacher = load_teacher(teacher_dir)
+    teacher = load_teacher(teacher_dir, guidance)
     side = teacher.arch.image_size
     emoji = load_emoji(side, progress=False)
     held = emoji.split(held_out=True)
@@ -198,6 +204,7 @@ def run_report(
     floor_idx = np.random.default_rng(0).choice(len(train), size=len(held), replace=False)
     results: dict[str, Any] = {
         "n": len(prompts),
+        "guidance": teacher.guidance,
         "fd_floor": frechet_distance(fd_net.embed(train.images[floor_idx]), real),
     }
     lpips = load_perceptual_loss(perceptual_dir, ensemble=False)
@@ -285,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--perceptual-features", type=Path, default=nets / "perceptual", help="perceptual features folder")
     p.add_argument("--out", type=Path, default=Path("docs/one-step-generation"))
     p.add_argument("--runs", type=int, default=5, help="latency runs (median)")
+    p.add_argument("--guidance", type=float, default=1.5, help="the teacher's CFG scale (as in the ODE pairs)")
     args = p.parse_args(argv)
     students = dict(s.split("=", 1) for s in args.student)
     results = run_report(
@@ -294,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         args.perceptual_features,
         args.out,
         args.runs,
+        args.guidance,
     )
     print(json.dumps(results, indent=1))
     return 0

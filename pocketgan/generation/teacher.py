@@ -20,6 +20,10 @@ from typing import Any
 
 import torch
 
+# Classifier-free guidance of the emoji teacher: at 1.5 its samples are cleanest (3 adds
+# speckle, 5 breaks them up; looked at side by side), so its ODE pairs use 1.5.
+DEFAULT_GUIDANCE = 1.5
+
 
 @dataclass(frozen=True)
 class GenerationArchitecture:
@@ -111,7 +115,7 @@ class Teacher:
     prompt_encoder: Any
     scheduler: Any
     arch: GenerationArchitecture
-    guidance: float = 3.0
+    guidance: float = DEFAULT_GUIDANCE
 
     def to_latents(self, images: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.pixel_unshuffle(images, self.arch.patch_size)
@@ -163,7 +167,7 @@ def save_teacher(folder: Path, unet: Any, prompt_encoder: Any, arch: GenerationA
     (folder / "architecture.json").write_text(json.dumps(arch.to_json(), indent=1), encoding="utf-8")
 
 
-def load_teacher(folder: Path, guidance: float = 3.0) -> Teacher:
+def load_teacher(folder: Path, guidance: float = DEFAULT_GUIDANCE) -> Teacher:
     """Load a pipeline folder written by :func:`save_teacher` (safetensors only)."""
     import json
 
