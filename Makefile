@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-slow fuzz bench bench-matrix bench-mix bench-all bench-suite clean
+.PHONY: setup demo test test-slow fuzz bench bench-matrix bench-mix bench-all bench-suite generation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,37 @@ bench-suite: setup
 	mkdir -p out
 	$(BIN)/python -m pytest benchmarks/test_bench_suite.py --benchmark-json=out/bench-suite.json
 	$(BIN)/python -m pocketgan.bench.report suite out/bench-suite.json out/bench-suite
+
+# One-step generation (docs/one-step-generation.md): the teacher, its ODE pairs, the loss
+# ablation's students, the report and the shipped bundle, in out/generation. Every step is
+# resumable: rerun after a kill. Hours on 2 cores (the teacher most of it); GEN_TEACHER_STEPS
+# and GEN_STUDENT_STEPS scale it.
+GEN := out/generation
+GEN_TEACHER_STEPS ?= 1750
+GEN_STUDENT_STEPS ?= 500
+GEN_GAN_STEPS ?= 300
+GEN_NETS := pocketgan/generation/feature_nets
+GEN_STUDENT = $(BIN)/pocketgan train-generation-student --pairs $(GEN)/pairs --teacher $(GEN)/teacher/pipeline \
+	--batch-size 32 --checkpoint-every 100 --threads 1 --no-progress --perceptual-features $(GEN_NETS)/perceptual
+generation: setup
+	$(BIN)/pocketgan train-generation-teacher --out $(GEN)/teacher --steps $(GEN_TEACHER_STEPS) --threads 1
+	$(BIN)/pocketgan distill-data --noise 3000 --teacher generation:$(GEN)/teacher/pipeline --out $(GEN)/pairs \
+		--steps 25 --guidance-scale 1.5 --batch-size 100
+	$(GEN_STUDENT) --out $(GEN)/students/mse --steps $(GEN_STUDENT_STEPS) --lr 1e-4 --mse 1 & \
+	$(GEN_STUDENT) --out $(GEN)/students/lpips --steps $(GEN_STUDENT_STEPS) --lr 1e-4 --mse 0 --perceptual 10 --no-ensemble & \
+	$(GEN_STUDENT) --out $(GEN)/students/elpips --steps $(GEN_STUDENT_STEPS) --lr 1e-4 --mse 0 --perceptual 10 & \
+	wait
+	$(GEN_STUDENT) --out $(GEN)/students/elpips-gan --init $(GEN)/students/elpips --steps $(GEN_GAN_STEPS) --mse 0 \
+		--perceptual 10 --gan 0.05 --r1-gamma 1 --mix-and-match & \
+	$(GEN_STUDENT) --out $(GEN)/students/elpips-more --init $(GEN)/students/elpips --steps $(GEN_GAN_STEPS) --mse 0 \
+		--perceptual 10 & \
+	wait
+	$(BIN)/python -m pocketgan.generation.report --teacher $(GEN)/teacher/pipeline --out docs/one-step-generation \
+		--student MSE=$(GEN)/students/mse --student LPIPS=$(GEN)/students/lpips \
+		--student E-LPIPS=$(GEN)/students/elpips --student "E-LPIPS, more steps"=$(GEN)/students/elpips-more \
+		--student "E-LPIPS + GAN"=$(GEN)/students/elpips-gan
+	$(BIN)/python -m pocketgan.generation.default_bundle --teacher $(GEN)/teacher/pipeline \
+		--student $(GEN)/students/elpips-gan --out pocketgan/default_generation_bundle
 
 clean:
 	rm -rf $(VENV) demo_out out .pytest_cache .benchmarks

@@ -7,12 +7,22 @@ from pathlib import Path
 
 
 def cmd_serve_demo(args: argparse.Namespace) -> int:
+    from pocketgan.runtime.generation import default_generation_bundle_path
+    from pocketgan.runtime.generation_manifest import GENERATION_KIND, manifest_kind
     from pocketgan.web_demo_server import make_server
 
-    server = make_server(args.bundle, args.host, args.port, ort=args.ort_dist, quiet=not args.verbose)
+    generation = args.generation
+    given_generation = args.bundle is not None and manifest_kind(args.bundle) == GENERATION_KIND
+    if generation is None and not given_generation and (default_generation_bundle_path() / "manifest.json").is_file():
+        generation = default_generation_bundle_path()
+    server = make_server(
+        args.bundle, args.host, args.port, ort=args.ort_dist, quiet=not args.verbose, generation=generation
+    )
     names = server.manifest.concept_names
     print(f"pocketgan web demo: {server.url}", flush=True)
     print(f"  bundle   {server.bundle} ({len(names)} concepts: {', '.join(names)})", flush=True)
+    if server.generation is not None:
+        print(f"  generate {server.generation} ({server.url.rstrip('/')}/#generate)", flush=True)
     print(f"  runtime  onnxruntime-web from {server.ort}", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"  serving on {args.host}: other machines can reach it", flush=True)
@@ -41,6 +51,11 @@ def add_serve_demo_command(sub) -> None:
         "--ort-dist",
         type=Path,
         help="onnxruntime-web's dist/ folder (default: web_demo/node_modules/onnxruntime-web/dist, from `npm ci`)",
+    )
+    s.add_argument(
+        "--generation",
+        type=Path,
+        help="generation bundle for the Generate tab (default: the embedded one, when the package ships it)",
     )
     s.add_argument("--verbose", action="store_true", help="log every request")
     s.set_defaults(func=cmd_serve_demo)
