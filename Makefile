@@ -96,7 +96,7 @@ generation: setup
 		--student E-LPIPS=$(GEN)/students/elpips --student "E-LPIPS, more steps"=$(GEN)/students/elpips-more \
 		--student "E-LPIPS + GAN"=$(GEN)/students/elpips-gan
 	$(BIN)/python -m pocketgan.generation.default_bundle --teacher $(GEN)/teacher/pipeline \
-		--student $(GEN)/students/elpips-gan --out pocketgan/default_generation_bundle
+		--student $(GEN)/students/elpips-more --out pocketgan/default_generation_bundle
 
 clean:
 	rm -rf $(VENV) demo_out out .pytest_cache .benchmarks

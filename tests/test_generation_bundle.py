@@ -609,3 +609,18 @@ def test_cli_info_and_export_of_a_generation_bundle(bundle, tmp_path, capsys):
     assert not new.exists() and staging_leftovers(tmp_path) == []
     assert main(["export", str(bundle), "--targets", "onnx", "--concepts", "merged"]) == 2
     assert "--concepts do(es) not apply to a generation bundle" in capsys.readouterr().err
+
+
+def test_shipped_generation_bundle_runs_its_golden_cases():
+    from pocketgan.runtime.generation import default_generation_bundle_path
+
+    if not (default_generation_bundle_path() / "manifest.json").is_file():
+        pytest.skip("this checkout ships no default generation bundle")
+    rt = GenerationRuntime(threads=1)  # verifies the schema, every checksum and the model's io
+    assert min(rt.check_golden()) >= 35.0
+    image = rt.generate("red apple", seed=3)
+    assert image.size == (rt.image_size, rt.image_size)
+    # a trained generator: different seeds and prompts give different pictures
+    a, b = rt.generate_array("red apple", seed=0), rt.generate_array("red apple", seed=1)
+    c = rt.generate_array("blue heart", seed=0)
+    assert np.abs(a.astype(int) - b).mean() > 1 and np.abs(a.astype(int) - c).mean() > 1

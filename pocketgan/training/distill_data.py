@@ -57,6 +57,7 @@ RESUME_FIELDS = (
     "seed",
     "input_transform",
 )
+TRAIN_SPLITS = ("train", "held-out")
 _INDEX_NAME = re.compile(r"^index-rank(\d+)\.jsonl$")
 
 
@@ -74,20 +75,11 @@ class DistillDataConfig:
         default=None,
         metadata={"help": "Folder of photos (searched recursively: jpg, jpeg, png, webp, bmp); not with --noise."},
     )
-    noise: int = field(
-        default=0,
-        metadata={
-            "help": "Noise mode (one-step generation, docs/one-step-generation.md): this many (noise seed, prompt) "
-            "items, each with the text-to-image teacher's DDIM output; no photos. 0: photo mode."
-        },
-    )
-    prompts: str = field(
-        default="train",
-        metadata={"help": "Noise mode: the emoji prompts to draw from.", "choices": ("train", "held-out")},
-    )
-    emoji: Path | None = field(
-        default=None, metadata={"help": "Noise mode: emoji cache folder (default ~/.cache/pocketgan/emoji)."}
-    )
+    # noise mode (pocketgan.generation.ode_pairs, docs/one-step-generation.md)
+    _NOISE = "Noise mode: this many (noise seed, prompt) items with a text-to-image teacher's DDIM output (0: photos)."
+    noise: int = field(default=0, metadata={"help": _NOISE})
+    prompts: str = field(default="train", metadata={"help": "Noise mode: emoji prompts.", "choices": TRAIN_SPLITS})
+    emoji: Path | None = field(default=None, metadata={"help": "Noise mode: emoji cache (~/.cache/pocketgan/emoji)."})
     prompt: str | None = field(
         default=None,
         metadata={
