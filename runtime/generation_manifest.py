@@ -31,8 +31,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from pocketgan.runtime.bundle_files import parse_json, path_problem, read_artifact
-from pocketgan.runtime.errors import ArtifactFormatError, ManifestError, UnsupportedFormatError
-from pocketgan.runtime.manifest import FORMAT_NAME, MANIFEST_NAME, _dotted, _read_manifest_bytes, _validator_class
+from pocketgan.runtime.errors import ArtifactFormatError, ManifestError
+from pocketgan.runtime.manifest import FORMAT_NAME, MANIFEST_NAME, _read_manifest_bytes, check_against_schema
 from pocketgan.runtime.manifest_checks import MAX_IMAGE_SIDE, fail
 from pocketgan.runtime.manifest_view import Artifact, Manifest, TensorSpec, freeze
 from pocketgan.runtime.tensor_file import read_float32_safetensors
@@ -85,23 +85,7 @@ def validate_generation_manifest(manifest: Any) -> dict:
             file=MANIFEST_NAME,
             field="kind",
         )
-    version = manifest.get("format_version")
-    if isinstance(version, int) and not isinstance(version, bool) and version > GENERATION_FORMAT_VERSION:
-        raise UnsupportedFormatError(
-            f"generation bundle format_version {version} is newer than this pocketgan supports "
-            f"({GENERATION_FORMAT_VERSION}); upgrade pocketgan to open it",
-            file=MANIFEST_NAME,
-            field="format_version",
-        )
-    validator = _validator_class()(generation_schema())
-    errors = sorted(validator.iter_errors(manifest), key=lambda e: [str(p) for p in e.absolute_path])
-    if errors:
-        lines = [f"  at {_dotted(e.absolute_path)}: {e.message[:300]}" for e in errors[:5]]
-        raise ManifestError(
-            "manifest does not follow the generation bundle schema:\n" + "\n".join(lines),
-            file=MANIFEST_NAME,
-            field=_dotted(errors[0].absolute_path),
-        )
+    check_against_schema(manifest, generation_schema(), GENERATION_FORMAT_VERSION, "generation bundle")
     check_generation_semantics(manifest)
     return manifest
 

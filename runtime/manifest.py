@@ -126,25 +126,32 @@ def validate_manifest(manifest: Any) -> dict:
             file=MANIFEST_NAME,
             field="kind",
         )
+    check_against_schema(manifest, manifest_schema(), FORMAT_VERSION, "bundle")
+    check_semantics(manifest)
+    return manifest
+
+
+def check_against_schema(manifest: dict, schema: dict, newest: int, what: str) -> None:
+    """The checks every bundle kind shares: ``format_version`` no newer than ``newest``
+    (:class:`UnsupportedFormatError`), then ``schema`` (:class:`ManifestError` naming the
+    first five violations; ``what`` names the schema in the message)."""
     version = manifest.get("format_version")
-    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > newest:
         raise UnsupportedFormatError(
-            f"bundle format_version {version} is newer than this pocketgan supports ({FORMAT_VERSION}); "
+            f"{what} format_version {version} is newer than this pocketgan supports ({newest}); "
             "upgrade pocketgan to open it",
             file=MANIFEST_NAME,
             field="format_version",
         )
-    validator = _validator_class()(manifest_schema())
+    validator = _validator_class()(schema)
     errors = sorted(validator.iter_errors(manifest), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         lines = [f"  at {_dotted(e.absolute_path)}: {e.message[:300]}" for e in errors[:5]]
         raise ManifestError(
-            "manifest does not follow the bundle schema:\n" + "\n".join(lines),
+            f"manifest does not follow the {what} schema:\n" + "\n".join(lines),
             file=MANIFEST_NAME,
             field=_dotted(errors[0].absolute_path),
         )
-    check_semantics(manifest)
-    return manifest
 
 
 def _read_manifest_bytes(bundle_dir: Path) -> bytes:

@@ -213,15 +213,10 @@ def train_generation_student(config: StudentTrainingConfig) -> dict[str, Any]:
     """Train (or resume) a one-step generator; returns the summary (steps, seconds, last validation PSNR)."""
     from tqdm import tqdm
 
-    from pocketgan.atomic import atomic_write_json
     from pocketgan.training.checkpoint import has_checkpoint
-    from pocketgan.training.diffusion_training import RUN_FILE, check_resume
+    from pocketgan.training.diffusion_training import open_run_folder
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    check_resume(config.out, config.to_json())
-    config.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(config.out / RUN_FILE, config.to_json())
+    open_run_folder(config)
     run = _Run(config)
     if has_checkpoint(config.out / "checkpoint"):
         run.load()

@@ -148,23 +148,30 @@ class DiffusionRun:
         self.step, self.elapsed, self.losses = int(meta["step"]), float(meta["elapsed_s"]), list(meta["losses"])
 
 
-def run_training(run_factory: Any, config: Any, data: Any, desc: str) -> dict[str, Any]:
-    """Create or resume the run in ``config.out`` and train it to ``config.steps``.
-
-    ``run_factory(config)`` builds the :class:`DiffusionRun`; ``data`` is passed to every
-    ``train_step``. Returns a summary (steps, elapsed seconds, last losses, pipeline folder).
-    """
+def open_run_folder(config: Any) -> None:
+    """Set torch's threads, refuse a resume with other settings, write ``run.json``."""
     import torch
-    from tqdm import tqdm
 
     from pocketgan.atomic import atomic_write_json
-    from pocketgan.training.checkpoint import has_checkpoint
 
     if config.threads:
         torch.set_num_threads(config.threads)
     check_resume(config.out, config.to_json())
     config.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(config.out / RUN_FILE, config.to_json())
+
+
+def run_training(run_factory: Any, config: Any, data: Any, desc: str) -> dict[str, Any]:
+    """Create or resume the run in ``config.out`` and train it to ``config.steps``.
+
+    ``run_factory(config)`` builds the :class:`DiffusionRun`; ``data`` is passed to every
+    ``train_step``. Returns a summary (steps, elapsed seconds, last losses, pipeline folder).
+    """
+    from tqdm import tqdm
+
+    from pocketgan.training.checkpoint import has_checkpoint
+
+    open_run_folder(config)
     run = run_factory(config)
     if has_checkpoint(config.out / "checkpoint"):
         run.load()
